@@ -1,0 +1,98 @@
+package fsm
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the FSM's Prometheus collectors. They are updated only after a
+// batch commits.
+type metrics struct {
+	commands  [CodeInvalid + 1]prometheus.Counter // by result code
+	events    prometheus.Counter
+	bytes     prometheus.Counter
+	batch     prometheus.Histogram
+	dedupHits prometheus.Counter
+	expired   prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	commands := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "switchboard", Subsystem: "fsm", Name: "commands_applied_total",
+		Help: "Commands applied by the event store state machine, by result code.",
+	}, []string{"code"})
+	m := &metrics{
+		events: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "switchboard", Subsystem: "fsm", Name: "events_appended_total",
+			Help: "Events appended to the event store.",
+		}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "switchboard", Subsystem: "fsm", Name: "event_bytes_appended_total",
+			Help: "Bytes (type, data and meta) of the events appended to the event store.",
+		}),
+		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "switchboard", Subsystem: "fsm", Name: "apply_batch_logs",
+			Help:    "Raft log entries per applied batch.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 11), // 1..1024 (raft's MaxAppendEntries cap)
+		}),
+		dedupHits: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "switchboard", Subsystem: "fsm", Name: "dedup_hits_total",
+			Help: "Commands answered from a remembered id (retries of a command already applied).",
+		}),
+		expired: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "switchboard", Subsystem: "fsm", Name: "dedup_expired_total",
+			Help: "Remembered command ids deleted after their retention.",
+		}),
+	}
+	if reg != nil {
+		var err error
+		if commands, err = register(reg, commands); err != nil {
+			return nil, err
+		}
+		for _, c := range []*prometheus.Counter{&m.events, &m.bytes, &m.dedupHits, &m.expired} {
+			if *c, err = register(reg, *c); err != nil {
+				return nil, err
+			}
+		}
+		if m.batch, err = register(reg, m.batch); err != nil {
+			return nil, err
+		}
+	}
+	for c := range m.commands {
+		m.commands[c] = commands.WithLabelValues(Code(c).String())
+	}
+	return m, nil
+}
+
+// register registers c, or returns the collector already registered under
+// the same description.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	err := reg.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing, nil
+		}
+	}
+	return c, err
+}
+
+func (m *metrics) observe(logs int, s *applyStats) {
+	m.batch.Observe(float64(logs))
+	for c, n := range s.codes {
+		if n > 0 {
+			m.commands[c].Add(float64(n))
+		}
+	}
+	if s.events > 0 {
+		m.events.Add(float64(s.events))
+		m.bytes.Add(float64(s.bytes))
+	}
+	if s.dedupHits > 0 {
+		m.dedupHits.Add(float64(s.dedupHits))
+	}
+	if s.expiredIDs > 0 {
+		m.expired.Add(float64(s.expiredIDs))
+	}
+}
