@@ -1,0 +1,64 @@
+// Command switchboard runs a Switchboard node and its tools.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/switchboard-io/switchboard/internal/bench"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `switchboard: a self-hosted, clustered edge for enterprise communications.
+
+Usage:
+  switchboard serve [flags]        run a node (switchboard serve --help lists every key)
+  switchboard bench log [flags]    benchmark the replicated event log (3 local nodes)
+  switchboard version              print the version
+`
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serve(ctx, args[1:], os.Environ(), os.Stdout)
+	case "bench":
+		if len(args) < 2 || args[1] != "log" {
+			fmt.Fprint(os.Stderr, "usage: switchboard bench log [flags]\n")
+			return 2
+		}
+		err = bench.RunLog(ctx, args[2:], os.Stdout)
+	case "version":
+		fmt.Println(version)
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "switchboard: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(os.Stderr, "switchboard: %v\n", err)
+		return 1
+	}
+	return 0
+}

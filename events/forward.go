@@ -1,0 +1,320 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/switchboard-io/switchboard/events/eventspb"
+	"github.com/switchboard-io/switchboard/events/fsm"
+)
+
+// forwardedKey marks a request forwarded by another node: the receiver must
+// not forward it again (no forwarding loops while leadership moves); it
+// answers UNAVAILABLE instead and the original node retries.
+const forwardedKey = "x-switchboard-forwarded"
+
+var errForwardTransport = errors.New("events: forwarding failed")
+
+// forwarder sends commands to the leader's Log API.
+type forwarder struct {
+	n     *Node
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+}
+
+func newForwarder(n *Node) *forwarder {
+	return &forwarder{n: n, conns: map[string]*grpc.ClientConn{}}
+}
+
+func (f *forwarder) client(addr string) (eventspb.LogClient, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c, ok := f.conns[addr]; ok {
+		return eventspb.NewLogClient(c), nil
+	}
+	opts := f.n.cfg.DialOptions
+	if len(opts) == 0 {
+		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	c, err := grpc.NewClient(addr, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: dial %s: %w", errForwardTransport, addr, err)
+	}
+	f.conns[addr] = c
+	return eventspb.NewLogClient(c), nil
+}
+
+func (f *forwarder) close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.conns {
+		c.Close()
+	}
+	f.conns = map[string]*grpc.ClientConn{}
+}
+
+func (f *forwarder) forward(ctx context.Context, addr string, cmd fsm.Command) (fsm.Result, error) {
+	c, err := f.client(addr)
+	if err != nil {
+		return fsm.Result{}, err
+	}
+	ctx = metadata.AppendToOutgoingContext(ctx, forwardedKey, f.n.cfg.NodeID)
+	f.n.metrics.forwarded.Inc()
+	switch {
+	case cmd.Append != nil:
+		resp, err := c.Append(ctx, AppendToProto(cmd.Append))
+		if err != nil {
+			return fsm.Result{}, transportErr(addr, err)
+		}
+		return ResultFromAppendResponse(resp), nil
+	case cmd.Claim != nil:
+		resp, err := c.Claim(ctx, &eventspb.ClaimRequest{Stream: cmd.Claim.Stream, ClaimId: idBytes(cmd.Claim.ID)})
+		if err != nil {
+			return fsm.Result{}, transportErr(addr, err)
+		}
+		return fsm.Result{Code: fsm.Code(resp.Code), Message: resp.Message, Epoch: resp.Epoch, Version: resp.Version}, nil
+	}
+	return fsm.Result{}, fmt.Errorf("%w: empty command", ErrInvalid)
+}
+
+func (f *forwarder) readIndex(ctx context.Context, addr string) (uint64, error) {
+	c, err := f.client(addr)
+	if err != nil {
+		return 0, err
+	}
+	ctx = metadata.AppendToOutgoingContext(ctx, forwardedKey, f.n.cfg.NodeID)
+	resp, err := c.ReadIndex(ctx, &eventspb.ReadIndexRequest{})
+	if err != nil {
+		return 0, transportErr(addr, err)
+	}
+	return resp.Index, nil
+}
+
+// transportErr classifies a gRPC error from a forwarded call: anything but an
+// invalid-argument answer is retryable (the command carries an id, so a retry
+// is never applied twice).
+func transportErr(addr string, err error) error {
+	st, _ := status.FromError(err)
+	switch st.Code() {
+	case codes.InvalidArgument:
+		return fmt.Errorf("%w: %s", ErrInvalid, st.Message())
+	case codes.Canceled, codes.DeadlineExceeded:
+		return fmt.Errorf("%w: forwarded to %s: outcome unknown: %w", ErrUnavailable, addr, err)
+	}
+	return fmt.Errorf("%w: %s: %w", errForwardTransport, addr, err)
+}
+
+func idBytes(id fsm.AppendID) []byte {
+	if id.IsZero() {
+		return nil
+	}
+	b := id
+	return b[:]
+}
+
+func idFromBytes(b []byte) (fsm.AppendID, error) {
+	var id fsm.AppendID
+	switch len(b) {
+	case 0:
+		return id, nil
+	case len(id):
+		copy(id[:], b)
+		return id, nil
+	}
+	return id, fmt.Errorf("%w: append id is %d bytes, want 16 or none", ErrInvalid, len(b))
+}
+
+// AppendToProto converts an append to its wire form.
+func AppendToProto(a *fsm.Append) *eventspb.AppendRequest {
+	req := &eventspb.AppendRequest{
+		Stream:          a.Stream,
+		ExpectedKind:    eventspb.ExpectedKind(a.Expected.Kind),
+		ExpectedVersion: a.Expected.Version,
+		Epoch:           a.Epoch,
+		AppendId:        idBytes(a.ID),
+		Events:          make([]*eventspb.Event, len(a.Events)),
+	}
+	for i, e := range a.Events {
+		req.Events[i] = &eventspb.Event{Type: e.Type, Data: e.Data, Meta: e.Meta}
+	}
+	return req
+}
+
+// AppendFromProto converts the wire form of an append, rejecting malformed
+// fields (the remaining rules are checked by fsm.ValidateCommand).
+func AppendFromProto(req *eventspb.AppendRequest) (fsm.Append, error) {
+	id, err := idFromBytes(req.GetAppendId())
+	if err != nil {
+		return fsm.Append{}, err
+	}
+	a := fsm.Append{
+		Stream:   req.GetStream(),
+		Expected: fsm.Expected{Kind: fsm.ExpectedKind(req.GetExpectedKind()), Version: req.GetExpectedVersion()},
+		Epoch:    req.GetEpoch(),
+		ID:       id,
+		Events:   make([]fsm.Event, len(req.GetEvents())),
+	}
+	if int32(req.GetExpectedKind()) < 0 || int32(req.GetExpectedKind()) > 255 {
+		return fsm.Append{}, fmt.Errorf("%w: unknown expected-version form %d", ErrInvalid, req.GetExpectedKind())
+	}
+	for i, e := range req.GetEvents() {
+		a.Events[i] = fsm.Event{Type: e.GetType(), Data: e.GetData(), Meta: e.GetMeta()}
+	}
+	return a, nil
+}
+
+// ResultFromAppendResponse converts a wire response to a result.
+func ResultFromAppendResponse(r *eventspb.AppendResponse) fsm.Result {
+	return fsm.Result{
+		Code: fsm.Code(r.GetCode()), Message: r.GetMessage(), Version: r.GetVersion(), Epoch: r.GetEpoch(),
+		FirstPosition: r.GetFirstPosition(), LastPosition: r.GetLastPosition(), Duplicate: r.GetDuplicate(),
+	}
+}
+
+func appendResponse(r fsm.Result) *eventspb.AppendResponse {
+	return &eventspb.AppendResponse{
+		Code: eventspb.Code(r.Code), Message: r.Message, Version: r.Version, Epoch: r.Epoch,
+		FirstPosition: r.FirstPosition, LastPosition: r.LastPosition, Duplicate: r.Duplicate,
+	}
+}
+
+// API serves the Log gRPC service for a node. Register it on the node's
+// gRPC server with eventspb.RegisterLogServer(s, node.API()).
+type API struct {
+	eventspb.UnimplementedLogServer
+	n *Node
+}
+
+// API returns the node's Log gRPC service.
+func (n *Node) API() *API { return &API{n: n} }
+
+func forwarded(ctx context.Context) bool {
+	md, ok := metadata.FromIncomingContext(ctx)
+	return ok && len(md.Get(forwardedKey)) > 0
+}
+
+// statusErr maps node errors to gRPC status for transport-level failures.
+func statusErr(err error) error {
+	switch {
+	case errors.Is(err, ErrInvalid):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, ErrTooLarge):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	}
+	return status.Error(codes.Unavailable, err.Error())
+}
+
+// resultOf returns the result of a command a remote caller sent: proposed
+// locally when this node leads, else (for first-hop requests) forwarded.
+func (s *API) run(ctx context.Context, cmd fsm.Command) (fsm.Result, error) {
+	if forwarded(ctx) {
+		// Second hop: only the leader may answer; never forward again.
+		if err := fsm.ValidateCommand(cmd, s.n.cfg.Limits); err != nil {
+			return fsm.Result{}, err
+		}
+		if !s.n.IsLeader() {
+			return fsm.Result{}, errNotLeader
+		}
+		return s.n.batcher.submit(ctx, cmd)
+	}
+	return s.n.propose(ctx, cmd)
+}
+
+// Append implements eventspb.LogServer.
+func (s *API) Append(ctx context.Context, req *eventspb.AppendRequest) (*eventspb.AppendResponse, error) {
+	a, err := AppendFromProto(req)
+	if err != nil {
+		return &eventspb.AppendResponse{Code: eventspb.Code_CODE_INVALID, Message: err.Error()}, nil
+	}
+	if a.ID.IsZero() {
+		a.ID = newID()
+	}
+	res, err := s.run(ctx, fsm.Command{Append: &a})
+	if err != nil {
+		return businessOrStatus(err)
+	}
+	return appendResponse(res), nil
+}
+
+// businessOrStatus turns validation failures into a business answer
+// (status OK, code INVALID / TOO_LARGE) and everything else into a status.
+func businessOrStatus(err error) (*eventspb.AppendResponse, error) {
+	switch {
+	case errors.Is(err, ErrTooLarge):
+		return &eventspb.AppendResponse{Code: eventspb.Code_CODE_TOO_LARGE, Message: err.Error()}, nil
+	case errors.Is(err, ErrInvalid):
+		return &eventspb.AppendResponse{Code: eventspb.Code_CODE_INVALID, Message: err.Error()}, nil
+	}
+	return nil, statusErr(err)
+}
+
+// Claim implements eventspb.LogServer.
+func (s *API) Claim(ctx context.Context, req *eventspb.ClaimRequest) (*eventspb.ClaimResponse, error) {
+	id, err := idFromBytes(req.GetClaimId())
+	if err != nil {
+		return &eventspb.ClaimResponse{Code: eventspb.Code_CODE_INVALID, Message: err.Error()}, nil
+	}
+	if id.IsZero() {
+		id = newID()
+	}
+	res, err := s.run(ctx, fsm.Command{Claim: &fsm.Claim{Stream: req.GetStream(), ID: id}})
+	if err != nil {
+		r, serr := businessOrStatus(err)
+		if serr != nil {
+			return nil, serr
+		}
+		return &eventspb.ClaimResponse{Code: r.Code, Message: r.Message}, nil
+	}
+	return &eventspb.ClaimResponse{Code: eventspb.Code(res.Code), Message: res.Message, Epoch: res.Epoch, Version: res.Version}, nil
+}
+
+// ReadIndex implements eventspb.LogServer.
+func (s *API) ReadIndex(ctx context.Context, _ *eventspb.ReadIndexRequest) (*eventspb.ReadIndexResponse, error) {
+	if forwarded(ctx) {
+		if !s.n.IsLeader() {
+			return nil, statusErr(errNotLeader)
+		}
+		idx, err := s.n.leaderReadIndex()
+		if err != nil {
+			return nil, statusErr(err)
+		}
+		return &eventspb.ReadIndexResponse{Index: idx}, nil
+	}
+	idx, err := s.n.ReadIndex(ctx)
+	if err != nil {
+		return nil, statusErr(err)
+	}
+	return &eventspb.ReadIndexResponse{Index: idx}, nil
+}
+
+// ReadStream implements eventspb.LogServer.
+func (s *API) ReadStream(ctx context.Context, req *eventspb.ReadStreamRequest) (*eventspb.ReadStreamResponse, error) {
+	max := int(req.GetMax())
+	if max <= 0 || max > 10000 {
+		max = 10000
+	}
+	evs, err := s.n.ReadStream(ctx, req.GetStream(), req.GetFromVersion(), max, req.GetConsistent())
+	if err != nil {
+		return nil, statusErr(err)
+	}
+	out := &eventspb.ReadStreamResponse{Events: make([]*eventspb.RecordedEvent, len(evs))}
+	for i, e := range evs {
+		out.Events[i] = &eventspb.RecordedEvent{
+			Stream: e.Stream, Version: e.Version, Position: e.Position, Epoch: e.Epoch,
+			TimeUnixNano: e.Time, Type: e.Type, Data: e.Data, Meta: e.Meta,
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,129 @@
+package events
+
+import (
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the node's Prometheus metrics. Registered on cfg.Registerer when
+// set (the server owns the registry); otherwise they are kept unregistered.
+type metrics struct {
+	reg            prometheus.Registerer
+	appends        *prometheus.CounterVec
+	appendLatency  prometheus.Histogram
+	forwarded      prometheus.Counter
+	retries        prometheus.Counter
+	batchCommands  prometheus.Histogram
+	batchBytes     prometheus.Histogram
+	collectorState prometheus.Collector
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		reg: reg,
+		appends: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "switchboard", Subsystem: "log", Name: "appends_total",
+			Help: "Appends handled by this node, by outcome (ok, rejected, unavailable).",
+		}, []string{"outcome"}),
+		appendLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "switchboard", Subsystem: "log", Name: "append_seconds",
+			Help:    "Latency of appends accepted by this node, including forwarding.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		forwarded: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "switchboard", Subsystem: "log", Name: "forwarded_total",
+			Help: "Commands forwarded to the leader.",
+		}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "switchboard", Subsystem: "log", Name: "propose_retries_total",
+			Help: "Proposals retried because there was no reachable leader.",
+		}),
+		batchCommands: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "switchboard", Subsystem: "log", Name: "group_commit_commands",
+			Help:    "Commands packed into one Raft entry by group commit.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
+		}),
+		batchBytes: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "switchboard", Subsystem: "log", Name: "group_commit_bytes",
+			Help:    "Size of Raft entries written by group commit.",
+			Buckets: prometheus.ExponentialBuckets(256, 4, 9),
+		}),
+	}
+	return m
+}
+
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.appends, m.appendLatency, m.forwarded, m.retries, m.batchCommands, m.batchBytes}
+}
+
+// watch registers the metrics and gauges reading the node's Raft state.
+func (m *metrics) watch(n *Node) {
+	if m.reg == nil {
+		return
+	}
+	m.collectorState = &stateCollector{n: n,
+		state:   prometheus.NewDesc("switchboard_raft_state", "Raft state of this node (1 for the current state).", []string{"state"}, nil),
+		applied: prometheus.NewDesc("switchboard_raft_applied_index", "Highest Raft index applied to the event store.", nil, nil),
+		commit:  prometheus.NewDesc("switchboard_raft_commit_index", "Highest Raft index known committed.", nil, nil),
+		last:    prometheus.NewDesc("switchboard_raft_last_index", "Last index in this node's Raft log.", nil, nil),
+		term:    prometheus.NewDesc("switchboard_raft_term", "Current Raft term.", nil, nil),
+		pos:     prometheus.NewDesc("switchboard_log_last_position", "Global position of the last event in the local store.", nil, nil),
+	}
+	for _, c := range append(m.collectors(), m.collectorState) {
+		_ = m.reg.Register(c)
+	}
+}
+
+func (m *metrics) unwatch() {
+	if m.reg == nil {
+		return
+	}
+	for _, c := range m.collectors() {
+		m.reg.Unregister(c)
+	}
+	if m.collectorState != nil {
+		m.reg.Unregister(m.collectorState)
+	}
+}
+
+func (m *metrics) observeAppend(start time.Time, err error) {
+	switch {
+	case err == nil:
+		m.appends.WithLabelValues("ok").Inc()
+	case isUnavailable(err):
+		m.appends.WithLabelValues("unavailable").Inc()
+	default:
+		m.appends.WithLabelValues("rejected").Inc()
+	}
+	m.appendLatency.Observe(time.Since(start).Seconds())
+}
+
+type stateCollector struct {
+	n                                       *Node
+	state, applied, commit, last, term, pos *prometheus.Desc
+}
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.state, c.applied, c.commit, c.last, c.term, c.pos} {
+		ch <- d
+	}
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	r := c.n.raft
+	cur := r.State()
+	for _, s := range []raft.RaftState{raft.Follower, raft.Candidate, raft.Leader, raft.Shutdown} {
+		v := 0.0
+		if s == cur {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.state, prometheus.GaugeValue, v, s.String())
+	}
+	ch <- prometheus.MustNewConstMetric(c.applied, prometheus.GaugeValue, float64(c.n.fsm.AppliedIndex()))
+	ch <- prometheus.MustNewConstMetric(c.commit, prometheus.GaugeValue, float64(r.CommitIndex()))
+	ch <- prometheus.MustNewConstMetric(c.last, prometheus.GaugeValue, float64(r.LastIndex()))
+	ch <- prometheus.MustNewConstMetric(c.term, prometheus.GaugeValue, float64(r.CurrentTerm()))
+	ch <- prometheus.MustNewConstMetric(c.pos, prometheus.GaugeValue, float64(c.n.fsm.LastPosition()))
+}

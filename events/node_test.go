@@ -1,0 +1,199 @@
+package events_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/switchboard-io/switchboard/events"
+	"github.com/switchboard-io/switchboard/events/localcluster"
+)
+
+func startSingle(t *testing.T, configure func(*events.Config)) *localcluster.Cluster {
+	return startTuned(t, 1, configure)
+}
+
+// A subscription delivers the global log in order, waits for new events,
+// and resumes from any position.
+func TestSubscribeOrderWaitAndResume(t *testing.T) {
+	c := startSingle(t, nil)
+	n := c.Members()[0].Node()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := 0; i < 10; i++ {
+		if _, err := n.Append(ctx, events.AppendArgs(fmt.Sprintf("s%d", i%3), events.Any(), ev("t", fmt.Sprint(i)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sub := n.Subscribe(1)
+	var got []events.RecordedEvent
+	for len(got) < 10 {
+		evs, err := sub.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, evs...)
+	}
+	for i, e := range got {
+		if e.Position != uint64(i+1) || string(e.Data) != fmt.Sprint(i) {
+			t.Fatalf("event %d: position %d data %q", i, e.Position, e.Data)
+		}
+	}
+	// Next blocks until a new event is committed.
+	done := make(chan []events.RecordedEvent, 1)
+	go func() {
+		evs, err := sub.Next(ctx)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- evs
+	}()
+	select {
+	case evs := <-done:
+		t.Fatalf("Next returned %d events before any was appended", len(evs))
+	case <-time.After(50 * time.Millisecond):
+	}
+	if _, err := n.Append(ctx, events.AppendArgs("late", events.Any(), ev("t", "late"))); err != nil {
+		t.Fatal(err)
+	}
+	evs := <-done
+	if len(evs) != 1 || evs[0].Position != 11 || evs[0].Stream != "late" {
+		t.Fatalf("after wait: %+v", evs)
+	}
+	// Resume from the middle.
+	again, err := n.Subscribe(6).Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again[0].Position != 6 || len(again) != 6 {
+		t.Fatalf("resume at 6: first %d, %d events", again[0].Position, len(again))
+	}
+	// A cancelled context ends a waiting Next.
+	cctx, ccancel := context.WithCancel(ctx)
+	ccancel()
+	if _, err := n.Subscribe(100).Next(cctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled Next: %v", err)
+	}
+}
+
+// A retried append with the same id is not written twice, also across a
+// restart of the node.
+func TestIdempotentAppendAcrossRestart(t *testing.T) {
+	c := startSingle(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a := events.AppendArgs("s", events.Any(), ev("t", "once"))
+	a.ID = events.AppendID{1, 2, 3}
+	first, err := c.Members()[0].Node().Append(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Stop("n1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Restart("n1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Leader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n := c.Members()[0].Node()
+	again, err := n.Append(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.Duplicate || again.Version != first.Version || again.FirstPosition != first.FirstPosition {
+		t.Fatalf("retry: %+v, first %+v", again, first)
+	}
+	evs, err := n.ReadStream(ctx, "s", 1, 10, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 {
+		t.Fatalf("stream has %d events after a retried append, want 1", len(evs))
+	}
+}
+
+// A follower that was down while the others snapshotted and truncated their
+// logs catches up by snapshot installation, and later restarts from its own
+// snapshot-restored store.
+func TestLaggingFollowerInstallsSnapshot(t *testing.T) {
+	small := func(c *events.Config) {
+		c.Raft.SnapshotThreshold = 64
+		c.Raft.TrailingLogs = 16
+		c.Raft.SnapshotInterval = 50 * time.Millisecond
+	}
+	c := startTuned(t, 3, small)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	l, err := c.Leader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lagger *localcluster.Member
+	for _, m := range c.Members() {
+		if m != l {
+			lagger = m
+			break
+		}
+	}
+	if err := c.Stop(lagger.ID); err != nil {
+		t.Fatal(err)
+	}
+	const total = 400
+	for i := 0; i < total; i++ {
+		if _, err := l.Node().Append(ctx, events.AppendArgs(fmt.Sprintf("s%d", i%7), events.Any(), ev("t", fmt.Sprint(i)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Wait until the leader has compacted its log past what the lagger has.
+	for {
+		if idx := l.Node().Raft().Stats()["last_snapshot_index"]; idx != "0" && idx != "" {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("leader never snapshotted")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if err := c.Restart(lagger.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitConverged(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n := lagger.Node()
+	if idx := n.Raft().Stats()["last_snapshot_index"]; idx == "0" {
+		t.Fatal("lagger caught up without installing a snapshot: the test did not exercise restore")
+	}
+	if got := n.FSM().LastPosition(); got != total {
+		t.Fatalf("lagger has %d events, want %d", got, total)
+	}
+	sub := n.Subscribe(1)
+	seen := 0
+	for seen < total {
+		evs, err := sub.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			seen++
+			if e.Position != uint64(seen) {
+				t.Fatalf("position %d at %d", e.Position, seen)
+			}
+		}
+	}
+	// Restart the caught-up follower from its own disk: all still there.
+	if err := c.Stop(lagger.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Restart(lagger.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := lagger.Node().FSM().LastPosition(); got != total {
+		t.Fatalf("after restart lagger has %d events, want %d", got, total)
+	}
+}

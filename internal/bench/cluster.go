@@ -1,0 +1,376 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/switchboard-io/switchboard/events/eventspb"
+)
+
+// LogNode is one node of a LogCluster.
+type LogNode struct {
+	ID       string // n1, n2, ...
+	DataDir  string // DIR/nI
+	RaftAddr string // 127.0.0.1:port
+	APIAddr  string // gRPC Log API
+	HTTPAddr string // /readyz, /metrics
+	Proc     *Proc  // stdout and stderr go to DIR/nI.log
+}
+
+// ClusterOptions tunes StartLogClusterWith and StartEtcdClusterWith.
+type ClusterOptions struct {
+	// ExtraArgs are appended to every node's command line.
+	ExtraArgs []string
+	// ReadyTimeout bounds the wait for readiness (default 60 s).
+	ReadyTimeout time.Duration
+	// StopTimeout is how long Stop waits after SIGTERM before SIGKILL
+	// (default 10 s).
+	StopTimeout time.Duration
+	// Logger receives progress messages (default slog.Default()).
+	Logger *slog.Logger
+}
+
+func (o ClusterOptions) withDefaults() ClusterOptions {
+	if o.ReadyTimeout <= 0 {
+		o.ReadyTimeout = 60 * time.Second
+	}
+	if o.StopTimeout <= 0 {
+		o.StopTimeout = 10 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// LogCluster is a Switchboard event-log cluster of node processes on
+// loopback, each started as
+//
+//	BINARY serve --node-id nI --data-dir DIR/nI --raft-bind 127.0.0.1:P
+//	  --api-bind 127.0.0.1:P --http-bind 127.0.0.1:P
+//	  --peers n1=RAFT=API,n2=RAFT=API,... --bootstrap [ExtraArgs...]
+//
+// with its output in DIR/nI.log. The processes are killed when the context
+// given to StartLogCluster is cancelled; Stop stops them gracefully.
+type LogCluster struct {
+	Dir   string
+	Nodes []*LogNode
+
+	opts ClusterOptions
+	http *http.Client
+}
+
+// StartLogCluster starts an n-node cluster of binary with data under dir
+// and waits until every node's /readyz answers 200 (the node knows a Raft
+// leader). On failure every started process is stopped again.
+func StartLogCluster(ctx context.Context, binary string, n int, dir string) (*LogCluster, error) {
+	return StartLogClusterWith(ctx, binary, n, dir, ClusterOptions{})
+}
+
+// StartLogClusterWith is StartLogCluster with options.
+func StartLogClusterWith(ctx context.Context, binary string, n int, dir string, opts ClusterOptions) (*LogCluster, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("log cluster: %d nodes requested, need at least 1", n)
+	}
+	opts = opts.withDefaults()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("log cluster: %w", err)
+	}
+	ports, err := FreePorts(3 * n)
+	if err != nil {
+		return nil, fmt.Errorf("log cluster: %w", err)
+	}
+	c := &LogCluster{Dir: dir, opts: opts, http: &http.Client{Timeout: 2 * time.Second}}
+	peers := make([]string, n)
+	for i := range n {
+		id := fmt.Sprintf("n%d", i+1)
+		nd := &LogNode{
+			ID:       id,
+			DataDir:  filepath.Join(dir, id),
+			RaftAddr: fmt.Sprintf("127.0.0.1:%d", ports[3*i]),
+			APIAddr:  fmt.Sprintf("127.0.0.1:%d", ports[3*i+1]),
+			HTTPAddr: fmt.Sprintf("127.0.0.1:%d", ports[3*i+2]),
+		}
+		c.Nodes = append(c.Nodes, nd)
+		peers[i] = nd.ID + "=" + nd.RaftAddr + "=" + nd.APIAddr
+	}
+	for _, nd := range c.Nodes {
+		args := []string{"serve",
+			"--node-id", nd.ID,
+			"--data-dir", nd.DataDir,
+			"--raft-bind", nd.RaftAddr,
+			"--api-bind", nd.APIAddr,
+			"--http-bind", nd.HTTPAddr,
+			"--peers", strings.Join(peers, ","),
+			"--bootstrap",
+		}
+		nd.Proc = &Proc{Name: nd.ID, Path: binary, Args: append(args, opts.ExtraArgs...), LogPath: filepath.Join(dir, nd.ID+".log")}
+	}
+	start := time.Now()
+	for _, nd := range c.Nodes {
+		if err := nd.Proc.Start(ctx); err != nil {
+			c.Stop()
+			return nil, fmt.Errorf("log cluster: %w", err)
+		}
+		opts.Logger.Info("started node", "node", nd.ID, "pid", nd.Proc.Pid(), "api", nd.APIAddr, "http", nd.HTTPAddr, "log", nd.Proc.LogPath)
+	}
+	if err := c.WaitReady(ctx, opts.ReadyTimeout); err != nil {
+		c.Stop()
+		return nil, err
+	}
+	opts.Logger.Info("log cluster ready", "nodes", n, "after", time.Since(start).Round(time.Millisecond))
+	return c, nil
+}
+
+// Addrs returns the nodes' gRPC Log API addresses.
+func (c *LogCluster) Addrs() []string {
+	out := make([]string, len(c.Nodes))
+	for i, nd := range c.Nodes {
+		out[i] = nd.APIAddr
+	}
+	return out
+}
+
+// HTTPAddrs returns the nodes' HTTP addresses (/readyz, /metrics).
+func (c *LogCluster) HTTPAddrs() []string {
+	out := make([]string, len(c.Nodes))
+	for i, nd := range c.Nodes {
+		out[i] = nd.HTTPAddr
+	}
+	return out
+}
+
+// Procs returns the node processes.
+func (c *LogCluster) Procs() []*Proc {
+	out := make([]*Proc, len(c.Nodes))
+	for i, nd := range c.Nodes {
+		out[i] = nd.Proc
+	}
+	return out
+}
+
+// WaitReady polls /readyz on every node that was started and not stopped
+// with Stop or Kill, until all answer 200; it fails as soon as one of them
+// has exited on its own, or when ctx ends or timeout passes.
+func (c *LogCluster) WaitReady(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var running []*LogNode
+	for _, nd := range c.Nodes {
+		if nd.Proc.Expected() {
+			running = append(running, nd)
+		}
+	}
+	return waitAll(ctx, len(running), func(i int) (bool, string, *Proc) {
+		nd := running[i]
+		ok, why := c.ready(ctx, nd)
+		return ok, why, nd.Proc
+	}, "log cluster", timeout)
+}
+
+// ready reports whether nd's /readyz answers 200, and otherwise why not.
+func (c *LogCluster) ready(ctx context.Context, nd *LogNode) (bool, string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+nd.HTTPAddr+"/readyz", nil)
+	if err != nil {
+		return false, err.Error()
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return false, err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	if resp.StatusCode != http.StatusOK {
+		return false, fmt.Sprintf("/readyz: %s %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	return true, ""
+}
+
+// waitAll polls check(i) for i in [0, n) every 50 ms until all are true.
+// It fails fast when a member's process exits, naming it and quoting the
+// end of its log.
+func waitAll(ctx context.Context, n int, check func(i int) (ok bool, why string, p *Proc), what string, timeout time.Duration) error {
+	ready := make([]bool, n)
+	why := make([]string, n)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		all := true
+		for i := range n {
+			if ready[i] {
+				continue
+			}
+			ok, w, p := check(i)
+			if !p.Running() {
+				return fmt.Errorf("%s: %s exited before it was ready (%v); end of %s:\n%s",
+					what, p.Name, exitText(p.ExitErr()), p.LogPath, p.LogTail(2048))
+			}
+			ready[i], why[i] = ok, w
+			all = all && ok
+		}
+		if all {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			var pending []string
+			for i := range n {
+				if !ready[i] {
+					pending = append(pending, why[i])
+				}
+			}
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("%s: not ready within %v: %s", what, timeout, strings.Join(pending, "; "))
+			}
+			return fmt.Errorf("%s: waiting for readiness: %w", what, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// Leader returns the index in Nodes of the Raft leader. It reads each
+// node's /metrics (switchboard_raft_state{state="Leader"} 1) and, if no
+// node reports it there, asks each node for a read index marked as
+// forwarded (which only the leader answers). It retries until exactly one
+// leader is found or ctx ends.
+func (c *LogCluster) Leader(ctx context.Context) (int, error) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if i, ok := c.leaderFromMetrics(ctx); ok {
+			return i, nil
+		}
+		if i, ok := c.leaderFromReadIndex(ctx); ok {
+			return i, nil
+		}
+		select {
+		case <-ctx.Done():
+			return -1, fmt.Errorf("log cluster: find leader: %w", ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+func (c *LogCluster) leaderFromMetrics(ctx context.Context) (int, bool) {
+	found := -1
+	for i, nd := range c.Nodes {
+		if !nd.Proc.Running() {
+			continue
+		}
+		lead, err := c.metricsSayLeader(ctx, nd)
+		if err != nil || !lead {
+			continue
+		}
+		if found >= 0 {
+			return -1, false // two claim leadership (old term): ask again
+		}
+		found = i
+	}
+	return found, found >= 0
+}
+
+func (c *LogCluster) metricsSayLeader(ctx context.Context, nd *LogNode) (bool, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+nd.HTTPAddr+"/metrics", nil)
+	if err != nil {
+		return false, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return false, fmt.Errorf("/metrics: %s", resp.Status)
+	}
+	return parseLeaderMetric(resp.Body), nil
+}
+
+// parseLeaderMetric reports whether a Prometheus text exposition contains
+// switchboard_raft_state{state="Leader"} with value 1.
+func parseLeaderMetric(r io.Reader) bool {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "switchboard_raft_state{") || !strings.Contains(line, `state="Leader"`) {
+			continue
+		}
+		f := strings.Fields(line)
+		return len(f) >= 2 && (f[1] == "1" || f[1] == "1.0" || f[1] == "1e+00")
+	}
+	return false
+}
+
+// forwardedMD is the metadata key with which nodes mark forwarded requests
+// (events.forwardedKey): a node that receives a ReadIndex so marked answers
+// only if it is the leader.
+const forwardedMD = "x-switchboard-forwarded"
+
+func (c *LogCluster) leaderFromReadIndex(ctx context.Context) (int, bool) {
+	found := -1
+	for i, nd := range c.Nodes {
+		if !nd.Proc.Running() {
+			continue
+		}
+		cc, err := grpc.NewClient(nd.APIAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		rctx = metadata.AppendToOutgoingContext(rctx, forwardedMD, "bench")
+		_, err = eventspb.NewLogClient(cc).ReadIndex(rctx, &eventspb.ReadIndexRequest{})
+		cancel()
+		cc.Close()
+		if err != nil {
+			continue
+		}
+		if found >= 0 {
+			return -1, false
+		}
+		found = i
+	}
+	return found, found >= 0
+}
+
+// Stop stops every node (SIGTERM, then SIGKILL after the stop timeout) and
+// waits for them to exit. It is safe to call more than once.
+func (c *LogCluster) Stop() error {
+	if err := stopAll(c.Procs(), c.opts.StopTimeout); err != nil {
+		return fmt.Errorf("log cluster: stop: %w", err)
+	}
+	return nil
+}
+
+// Kill sends SIGKILL to node i and waits for it to exit.
+func (c *LogCluster) Kill(i int) error {
+	if i < 0 || i >= len(c.Nodes) {
+		return fmt.Errorf("log cluster: no node %d (have %d)", i, len(c.Nodes))
+	}
+	return c.Nodes[i].Proc.Kill()
+}
+
+// Restart starts node i again (after Kill or Stop) with the same command
+// line, including --bootstrap, which a node with existing Raft state must
+// ignore. It does not wait for readiness: call WaitReady.
+func (c *LogCluster) Restart(ctx context.Context, i int) error {
+	if i < 0 || i >= len(c.Nodes) {
+		return fmt.Errorf("log cluster: no node %d (have %d)", i, len(c.Nodes))
+	}
+	if err := c.Nodes[i].Proc.Start(ctx); err != nil {
+		return fmt.Errorf("log cluster: restart: %w", err)
+	}
+	return nil
+}

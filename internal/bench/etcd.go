@@ -1,0 +1,263 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// EtcdPackage is the Debian package that provides the etcd server.
+const EtcdPackage = "etcd-server"
+
+// EnsureEtcd returns the path of the etcd server binary: binary itself if it
+// is a path or found on PATH, otherwise it runs `apt-get install -y
+// etcd-server` (saying so on log, with apt's output on out) and looks again.
+func EnsureEtcd(ctx context.Context, binary string, log *slog.Logger, out io.Writer) (string, error) {
+	if p, err := exec.LookPath(binary); err == nil {
+		return p, nil
+	}
+	if strings.ContainsRune(binary, os.PathSeparator) {
+		return "", fmt.Errorf("etcd: %s not found or not executable (--etcd-binary)", binary)
+	}
+	log.Info("etcd not on PATH: installing the Debian package with apt-get", "package", EtcdPackage, "command", "apt-get install -y "+EtcdPackage)
+	install := func() error {
+		cmd := exec.CommandContext(ctx, "apt-get", "install", "-y", EtcdPackage)
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		cmd.Stdout, cmd.Stderr = out, out
+		return cmd.Run()
+	}
+	err := install()
+	if err != nil && ctx.Err() == nil {
+		log.Warn("apt-get install failed; updating the package lists and retrying once", "err", err)
+		upd := exec.CommandContext(ctx, "apt-get", "update")
+		upd.Stdout, upd.Stderr = out, out
+		if uerr := upd.Run(); uerr != nil {
+			return "", fmt.Errorf("etcd: install Debian package %s: apt-get update: %w (first attempt: %w)", EtcdPackage, uerr, err)
+		}
+		err = install()
+	}
+	if err != nil {
+		return "", fmt.Errorf("etcd: install Debian package %s with apt-get (run `apt-get install -y %s` as root, or pass --etcd-binary): %w", EtcdPackage, EtcdPackage, err)
+	}
+	p, err := exec.LookPath(binary)
+	if err != nil {
+		return "", fmt.Errorf("etcd: %s still not on PATH after installing %s: %w", binary, EtcdPackage, err)
+	}
+	return p, nil
+}
+
+// EtcdMember is one member of an EtcdCluster.
+type EtcdMember struct {
+	Name      string // e1, e2, ...
+	DataDir   string // DIR/eI
+	ClientURL string // http://127.0.0.1:port
+	PeerURL   string // http://127.0.0.1:port
+	Proc      *Proc  // output in DIR/eI.log
+}
+
+// EtcdCluster is an etcd cluster of member processes on loopback, started
+// with default durability (fsync on: no --unsafe-no-fsync).
+type EtcdCluster struct {
+	Dir     string
+	Members []*EtcdMember
+
+	opts ClusterOptions
+	http *http.Client
+}
+
+// StartEtcdCluster starts an n-member etcd cluster with data under dir and
+// waits until every member's /health reports healthy (the cluster has a
+// leader and serves a quorum read).
+func StartEtcdCluster(ctx context.Context, binary string, n int, dir string) (*EtcdCluster, error) {
+	return StartEtcdClusterWith(ctx, binary, n, dir, ClusterOptions{})
+}
+
+// StartEtcdClusterWith is StartEtcdCluster with options.
+func StartEtcdClusterWith(ctx context.Context, binary string, n int, dir string, opts ClusterOptions) (*EtcdCluster, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("etcd cluster: %d members requested, need at least 1", n)
+	}
+	opts = opts.withDefaults()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("etcd cluster: %w", err)
+	}
+	ports, err := FreePorts(2 * n)
+	if err != nil {
+		return nil, fmt.Errorf("etcd cluster: %w", err)
+	}
+	c := &EtcdCluster{Dir: dir, opts: opts, http: &http.Client{Timeout: 2 * time.Second}}
+	initial := make([]string, n)
+	for i := range n {
+		m := &EtcdMember{
+			Name:      fmt.Sprintf("e%d", i+1),
+			ClientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]),
+			PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1]),
+		}
+		m.DataDir = filepath.Join(dir, m.Name)
+		c.Members = append(c.Members, m)
+		initial[i] = m.Name + "=" + m.PeerURL
+	}
+	token := fmt.Sprintf("bench-%d", time.Now().UnixNano())
+	for _, m := range c.Members {
+		args := []string{
+			"--name", m.Name,
+			"--data-dir", m.DataDir,
+			"--listen-client-urls", m.ClientURL,
+			"--advertise-client-urls", m.ClientURL,
+			"--listen-peer-urls", m.PeerURL,
+			"--initial-advertise-peer-urls", m.PeerURL,
+			"--initial-cluster", strings.Join(initial, ","),
+			"--initial-cluster-state", "new",
+			"--initial-cluster-token", token,
+			"--logger", "zap",
+			"--log-outputs", "stderr",
+		}
+		m.Proc = &Proc{Name: m.Name, Path: binary, Args: append(args, opts.ExtraArgs...), LogPath: filepath.Join(dir, m.Name+".log")}
+	}
+	start := time.Now()
+	for _, m := range c.Members {
+		if err := m.Proc.Start(ctx); err != nil {
+			c.Stop()
+			return nil, fmt.Errorf("etcd cluster: %w", err)
+		}
+		opts.Logger.Info("started etcd member", "member", m.Name, "pid", m.Proc.Pid(), "client", m.ClientURL, "log", m.Proc.LogPath)
+	}
+	if err := c.WaitReady(ctx, opts.ReadyTimeout); err != nil {
+		c.Stop()
+		return nil, err
+	}
+	opts.Logger.Info("etcd cluster ready", "members", n, "after", time.Since(start).Round(time.Millisecond))
+	return c, nil
+}
+
+// Endpoints returns the members' client URLs.
+func (c *EtcdCluster) Endpoints() []string {
+	out := make([]string, len(c.Members))
+	for i, m := range c.Members {
+		out[i] = m.ClientURL
+	}
+	return out
+}
+
+// Procs returns the member processes.
+func (c *EtcdCluster) Procs() []*Proc {
+	out := make([]*Proc, len(c.Members))
+	for i, m := range c.Members {
+		out[i] = m.Proc
+	}
+	return out
+}
+
+// WaitReady polls /health on every member that was started and not stopped
+// with Stop or Kill, until all report healthy; it fails as soon as one of
+// them has exited on its own, or when ctx ends or timeout passes.
+func (c *EtcdCluster) WaitReady(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var running []*EtcdMember
+	for _, m := range c.Members {
+		if m.Proc.Expected() {
+			running = append(running, m)
+		}
+	}
+	return waitAll(ctx, len(running), func(i int) (bool, string, *Proc) {
+		m := running[i]
+		ok, why := c.healthy(ctx, m)
+		return ok, why, m.Proc
+	}, "etcd cluster", timeout)
+}
+
+func (c *EtcdCluster) healthy(ctx context.Context, m *EtcdMember) (bool, string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.ClientURL+"/health", nil)
+	if err != nil {
+		return false, err.Error()
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return false, err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	var h struct {
+		Health string `json:"health"`
+	}
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &h) != nil || h.Health != "true" {
+		return false, fmt.Sprintf("%s /health: %s %s", m.Name, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return true, ""
+}
+
+// Leader returns the index in Members of the current leader.
+func (c *EtcdCluster) Leader(ctx context.Context) (int, error) {
+	cli, err := newEtcdClient(ctx, c.Endpoints())
+	if err != nil {
+		return -1, err
+	}
+	defer cli.Close()
+	for i, m := range c.Members {
+		if !m.Proc.Running() {
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := cli.Status(sctx, m.ClientURL)
+		cancel()
+		if err != nil {
+			continue
+		}
+		if st.Leader != 0 && st.Leader == st.Header.GetMemberId() {
+			return i, nil
+		}
+	}
+	return -1, errors.New("etcd cluster: no member reports itself leader")
+}
+
+// Stop stops every member (SIGTERM, then SIGKILL after the stop timeout).
+func (c *EtcdCluster) Stop() error {
+	if err := stopAll(c.Procs(), c.opts.StopTimeout); err != nil {
+		return fmt.Errorf("etcd cluster: stop: %w", err)
+	}
+	return nil
+}
+
+// Kill sends SIGKILL to member i and waits for it to exit.
+func (c *EtcdCluster) Kill(i int) error {
+	if i < 0 || i >= len(c.Members) {
+		return fmt.Errorf("etcd cluster: no member %d (have %d)", i, len(c.Members))
+	}
+	return c.Members[i].Proc.Kill()
+}
+
+// newEtcdClient connects a client to endpoints (the client balances its
+// requests over them round-robin) with a silent logger.
+func newEtcdClient(ctx context.Context, endpoints []string) (*clientv3.Client, error) {
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   endpoints,
+		DialTimeout: 5 * time.Second,
+		Context:     ctx,
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd client %v: %w", endpoints, err)
+	}
+	return cli, nil
+}
+
+func execOutput(ctx context.Context, path string, args ...string) (string, error) {
+	out, err := exec.CommandContext(ctx, path, args...).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("%s %s: %w", path, strings.Join(args, " "), err)
+	}
+	return string(out), nil
+}

@@ -1,0 +1,137 @@
+package bench
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/switchboard-io/switchboard/events/eventspb"
+)
+
+// fakeNodeEnv makes the test binary act as `switchboard serve` (a stand-in
+// with the same flags, API and HTTP endpoints; n1 plays the leader), so that
+// the cluster harness and RunLog can be tested before the real serve exists.
+const fakeNodeEnv = "BENCH_FAKE_NODE"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(fakeNodeEnv) == "1" && len(os.Args) > 1 && os.Args[1] == "serve" {
+		if err := fakeServe(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "fake node:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+type fakeLog struct {
+	eventspb.UnimplementedLogServer
+	id string
+}
+
+func (f *fakeLog) Append(ctx context.Context, req *eventspb.AppendRequest) (*eventspb.AppendResponse, error) {
+	switch {
+	case len(req.GetAppendId()) != 16:
+		return &eventspb.AppendResponse{Code: eventspb.Code_CODE_INVALID, Message: "append id is not 16 bytes"}, nil
+	case req.GetExpectedKind() != eventspb.ExpectedKind_EXPECTED_KIND_ANY:
+		return &eventspb.AppendResponse{Code: eventspb.Code_CODE_INVALID, Message: "expected kind is not ANY"}, nil
+	case len(req.GetEvents()) != 1 || req.GetEvents()[0].GetType() == "" || req.GetStream() == "":
+		return &eventspb.AppendResponse{Code: eventspb.Code_CODE_INVALID, Message: "bad events or stream"}, nil
+	case strings.HasSuffix(req.GetStream(), "-s0") && len(req.GetEvents()[0].GetData()) == 13:
+		// --event-size 13 makes stream s0 fail: tests error counting.
+		return &eventspb.AppendResponse{Code: eventspb.Code_CODE_CONFLICT, Message: "fake conflict"}, nil
+	}
+	time.Sleep(200 * time.Microsecond)
+	return &eventspb.AppendResponse{Code: eventspb.Code_CODE_OK, Version: 1}, nil
+}
+
+func (f *fakeLog) ReadIndex(ctx context.Context, _ *eventspb.ReadIndexRequest) (*eventspb.ReadIndexResponse, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if len(md.Get(forwardedMD)) > 0 && f.id != "n1" {
+		return nil, status.Error(codes.Unavailable, "not the leader")
+	}
+	return &eventspb.ReadIndexResponse{Index: 7}, nil
+}
+
+func fakeServe(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	id := fs.String("node-id", "", "")
+	dataDir := fs.String("data-dir", "", "")
+	raftBind := fs.String("raft-bind", "", "")
+	apiBind := fs.String("api-bind", "", "")
+	httpBind := fs.String("http-bind", "", "")
+	peers := fs.String("peers", "", "")
+	fs.Bool("bootstrap", false, "")
+	noMetrics := fs.Bool("fake-no-metrics", false, "")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *id == "" || *dataDir == "" || *raftBind == "" || *apiBind == "" || *httpBind == "" || len(strings.Split(*peers, ",")) != 3 {
+		return fmt.Errorf("missing flags in %q", args)
+	}
+	for _, p := range strings.Split(*peers, ",") {
+		if len(strings.Split(p, "=")) != 3 {
+			return fmt.Errorf("bad --peers entry %q", p)
+		}
+	}
+	if err := os.MkdirAll(*dataDir, 0o755); err != nil {
+		return err
+	}
+	raftL, err := net.Listen("tcp", *raftBind) // holds the port, like raft would
+	if err != nil {
+		return err
+	}
+	defer raftL.Close()
+	apiL, err := net.Listen("tcp", *apiBind)
+	if err != nil {
+		return err
+	}
+	gs := grpc.NewServer()
+	eventspb.RegisterLogServer(gs, &fakeLog{id: *id})
+	go gs.Serve(apiL)
+
+	start := time.Now()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if time.Since(start) < 300*time.Millisecond {
+			http.Error(w, "no leader yet", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	if !*noMetrics {
+		mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+			lead := 0
+			if *id == "n1" {
+				lead = 1
+			}
+			fmt.Fprintf(w, "# HELP switchboard_raft_state Raft state.\n# TYPE switchboard_raft_state gauge\n")
+			fmt.Fprintf(w, "switchboard_raft_state{state=\"Follower\"} %d\n", 1-lead)
+			fmt.Fprintf(w, "switchboard_raft_state{state=\"Leader\"} %d\n", lead)
+		})
+	}
+	hs := &http.Server{Addr: *httpBind, Handler: mux}
+	go hs.ListenAndServe()
+	fmt.Fprintf(os.Stderr, "fake node %s serving api=%s http=%s\n", *id, *apiBind, *httpBind)
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	<-sig
+	gs.Stop()
+	hs.Close()
+	fmt.Fprintf(os.Stderr, "fake node %s stopped\n", *id)
+	return nil
+}

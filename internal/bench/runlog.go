@@ -1,0 +1,403 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/switchboard-io/switchboard/events/eventspb"
+)
+
+// clientsPerConn is how many load clients share one gRPC connection (or one
+// etcd client), so that a single HTTP/2 connection is not the bottleneck.
+const clientsPerConn = 16
+
+// RunLog runs the event-log benchmark (`make bench-log`) and, with --peer
+// etcd, the same load against etcd. args are its flags (see the package
+// documentation); result lines go to stdout, progress to stderr. SIGINT and
+// SIGTERM cancel the run; every started process is stopped before RunLog
+// returns.
+func RunLog(ctx context.Context, args []string, stdout io.Writer) error {
+	return runLog(ctx, args, stdout, os.Stderr)
+}
+
+func runLog(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
+	cfg, err := parseLogFlags(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(stderr, strings.TrimPrefix(err.Error(), flag.ErrHelp.Error()+"\n"))
+		return flag.ErrHelp
+	}
+	if err != nil {
+		return err
+	}
+	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stopSignals()
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+
+	if st, serr := os.Stat(cfg.binary); serr != nil {
+		return fmt.Errorf("bench-log: --binary: %w", serr)
+	} else if st.IsDir() || st.Mode()&0o111 == 0 {
+		return fmt.Errorf("bench-log: --binary: %s is not an executable file", cfg.binary)
+	}
+	dir, err := benchDir(cfg.keep)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		switch {
+		case cfg.keep != "":
+			log.Info("data and logs kept", "dir", dir)
+		case err != nil && !errors.Is(err, context.Canceled):
+			log.Warn("run failed: data and logs kept for inspection", "dir", dir)
+		default:
+			if rerr := os.RemoveAll(dir); rerr != nil {
+				log.Warn("remove data directory", "dir", dir, "err", rerr)
+			}
+		}
+	}()
+
+	etcdPath := ""
+	if cfg.peer == PeerEtcd {
+		// Before the log phase, so that a missing etcd fails fast.
+		if etcdPath, err = EnsureEtcd(ctx, cfg.etcdBinary, log, stderr); err != nil {
+			return fmt.Errorf("bench-log: %w", err)
+		}
+	}
+	log.Info("bench-log", "clients", (*clientList)(&cfg.clients).String(), "duration", cfg.duration, "warmup", cfg.warmup,
+		"event_size", cfg.eventSize, "target", cfg.target, "streams", streamsText(cfg.streams), "peer", cfg.peer,
+		"nodes", cfg.nodes, "binary", cfg.binary, "dir", dir, "cpus", runtime.NumCPU())
+
+	runID := fmt.Sprintf("%x", time.Now().UnixNano()&0xffffffff)
+	var failures []error
+	logResults, err := runLogPhase(ctx, cfg, filepath.Join(dir, "log"), runID, log, stdout)
+	if err != nil {
+		return err
+	}
+	for _, r := range logResults {
+		if r.OK == 0 {
+			failures = append(failures, fmt.Errorf("log: no successful append with %d clients (node logs in %s)", r.Clients, filepath.Join(dir, "log")))
+		}
+	}
+	if cfg.peer == PeerEtcd {
+		etcdResults, err := runEtcdPhase(ctx, cfg, etcdPath, filepath.Join(dir, "etcd"), runID, log, stdout, logResults)
+		if err != nil {
+			return err
+		}
+		for _, r := range etcdResults {
+			if r.OK == 0 {
+				failures = append(failures, fmt.Errorf("etcd: no successful put with %d clients (member logs in %s)", r.Clients, filepath.Join(dir, "etcd")))
+			}
+		}
+	}
+	if len(failures) > 0 {
+		return fmt.Errorf("bench-log: %w", errors.Join(failures...))
+	}
+	return nil
+}
+
+func streamsText(n int) string {
+	if n == 0 {
+		return "one per client"
+	}
+	return fmt.Sprint(n)
+}
+
+// benchDir returns the directory for data and logs: keep (which must not
+// hold a previous run) or a new temporary directory.
+func benchDir(keep string) (string, error) {
+	if keep == "" {
+		d, err := os.MkdirTemp("", "switchboard-bench-")
+		if err != nil {
+			return "", fmt.Errorf("bench-log: data directory: %w", err)
+		}
+		return d, nil
+	}
+	abs, err := filepath.Abs(keep)
+	if err != nil {
+		return "", fmt.Errorf("bench-log: --keep %s: %w", keep, err)
+	}
+	for _, sub := range []string{"log", "etcd"} {
+		if _, err := os.Stat(filepath.Join(abs, sub)); err == nil {
+			return "", fmt.Errorf("bench-log: --keep %s: %s already exists (a previous run?); give an empty or new directory", keep, filepath.Join(abs, sub))
+		}
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return "", fmt.Errorf("bench-log: --keep %s: %w", keep, err)
+	}
+	return abs, nil
+}
+
+// runLogPhase starts the log cluster, runs every client count against it in
+// turn, prints a BENCH log line for each and stops the cluster.
+func runLogPhase(ctx context.Context, cfg logConfig, dir, runID string, log *slog.Logger, stdout io.Writer) ([]Result, error) {
+	log.Info("starting log cluster", "nodes", cfg.nodes, "dir", dir)
+	lc, err := StartLogClusterWith(ctx, cfg.binary, cfg.nodes, dir, ClusterOptions{ReadyTimeout: cfg.readyTimeout, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("bench-log: %w", err)
+	}
+	defer func() {
+		if err := lc.Stop(); err != nil {
+			log.Warn("stopping log cluster", "err", err)
+		}
+	}()
+
+	targets := lc.Addrs()
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	leader, lerr := lc.Leader(lctx)
+	cancel()
+	switch {
+	case lerr == nil:
+		log.Info("log leader", "node", lc.Nodes[leader].ID, "api", lc.Nodes[leader].APIAddr)
+		if cfg.target == TargetLeader {
+			targets = []string{lc.Nodes[leader].APIAddr}
+		}
+	case cfg.target == TargetLeader:
+		return nil, fmt.Errorf("bench-log: --target leader: %w", lerr)
+	default:
+		log.Warn("could not tell the log leader (not needed with --target all)", "err", lerr)
+	}
+
+	var results []Result
+	for _, c := range cfg.clients {
+		res, err := runLogLoad(ctx, cfg, c, targets, runID, log)
+		if err != nil {
+			return results, fmt.Errorf("bench-log: %w", err)
+		}
+		results = append(results, res)
+		fmt.Fprintf(stdout, "BENCH log appends_per_s=%d p50_ms=%s p99_ms=%s clients=%d errors=%d\n",
+			int64(math.Round(res.Rate())), ms(res.Latency.Quantile(0.50)), ms(res.Latency.Quantile(0.99)), c, res.Errors)
+		logSummary(log, res)
+	}
+	log.Info("stopping log cluster")
+	return results, nil
+}
+
+// runLogLoad drives c appenders against targets (API addresses): client i
+// talks to targets[i%len(targets)] over one of ceil(clients on that target /
+// 16) connections, appending one event of cfg.eventSize random bytes with
+// ExpectedKind ANY and a fresh random append id to its stream.
+func runLogLoad(ctx context.Context, cfg logConfig, c int, targets []string, runID string, log *slog.Logger) (Result, error) {
+	perTarget := make([]int, len(targets))
+	for i := range c {
+		perTarget[i%len(targets)]++
+	}
+	conns := make([][]*grpc.ClientConn, len(targets))
+	defer func() {
+		for _, cs := range conns {
+			for _, cc := range cs {
+				cc.Close()
+			}
+		}
+	}()
+	for t, addr := range targets {
+		for range (perTarget[t] + clientsPerConn - 1) / clientsPerConn {
+			cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				return Result{}, fmt.Errorf("log: dial %s: %w", addr, err)
+			}
+			conns[t] = append(conns[t], cc)
+			if err := waitConnReady(ctx, cc, 10*time.Second); err != nil {
+				return Result{}, fmt.Errorf("log: connect %s: %w", addr, err)
+			}
+		}
+	}
+	streams := cfg.streams
+	if streams == 0 {
+		streams = c
+	}
+	log.Info("running log load", "clients", c, "targets", len(targets), "conns", countConns(conns), "streams", streams,
+		"warmup", cfg.warmup, "duration", cfg.duration)
+	spec := loadSpec{system: "log", clients: c, warmup: cfg.warmup, duration: cfg.duration, timeout: cfg.requestTimeout, log: log}
+	return runLoad(ctx, spec, func(i int) op {
+		t := i % len(targets)
+		cc := conns[t][(i/len(targets))/clientsPerConn]
+		client := eventspb.NewLogClient(cc)
+		rng := newRand()
+		data := make([]byte, cfg.eventSize)
+		id := make([]byte, 16)
+		req := &eventspb.AppendRequest{
+			Stream:       fmt.Sprintf("bench-%s-c%d-s%d", runID, c, i%streams),
+			ExpectedKind: eventspb.ExpectedKind_EXPECTED_KIND_ANY,
+			AppendId:     id,
+			Events:       []*eventspb.Event{{Type: "bench", Data: data}},
+		}
+		return func(ctx context.Context) error {
+			_, _ = rng.Read(id)
+			_, _ = rng.Read(data)
+			resp, err := client.Append(ctx, req)
+			if err != nil {
+				return fmt.Errorf("append via %s: %w", targets[t], err)
+			}
+			if resp.GetCode() != eventspb.Code_CODE_OK {
+				return fmt.Errorf("append via %s: %w: %s: %s", targets[t], errResult, resp.GetCode(), resp.GetMessage())
+			}
+			return nil
+		}
+	})
+}
+
+func countConns(conns [][]*grpc.ClientConn) int {
+	n := 0
+	for _, cs := range conns {
+		n += len(cs)
+	}
+	return n
+}
+
+// waitConnReady connects cc and waits until it is ready.
+func waitConnReady(ctx context.Context, cc *grpc.ClientConn, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cc.Connect()
+	for {
+		s := cc.GetState()
+		if s == connectivity.Ready {
+			return nil
+		}
+		if !cc.WaitForStateChange(ctx, s) {
+			return fmt.Errorf("connection %s after %v: %w", s, timeout, ctx.Err())
+		}
+	}
+}
+
+// runEtcdPhase starts the etcd cluster, runs every client count against it,
+// prints the etcd and ratio lines for each and stops the cluster.
+func runEtcdPhase(ctx context.Context, cfg logConfig, etcdPath, dir, runID string, log *slog.Logger, stdout io.Writer, logResults []Result) ([]Result, error) {
+	log.Info("starting etcd cluster", "members", cfg.nodes, "binary", etcdPath, "version", etcdVersion(ctx, etcdPath), "dir", dir)
+	ec, err := StartEtcdClusterWith(ctx, etcdPath, cfg.nodes, dir, ClusterOptions{ReadyTimeout: cfg.readyTimeout, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("bench-log: %w", err)
+	}
+	defer func() {
+		if err := ec.Stop(); err != nil {
+			log.Warn("stopping etcd cluster", "err", err)
+		}
+	}()
+	endpoints := ec.Endpoints()
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	leader, lerr := ec.Leader(lctx)
+	cancel()
+	switch {
+	case lerr == nil:
+		log.Info("etcd leader", "member", ec.Members[leader].Name, "client", ec.Members[leader].ClientURL)
+		if cfg.target == TargetLeader {
+			endpoints = []string{ec.Members[leader].ClientURL}
+		}
+	case cfg.target == TargetLeader:
+		return nil, fmt.Errorf("bench-log: --target leader: %w", lerr)
+	default:
+		log.Warn("could not tell the etcd leader (not needed with --target all)", "err", lerr)
+	}
+
+	var results []Result
+	for k, c := range cfg.clients {
+		res, err := runEtcdLoad(ctx, cfg, c, endpoints, runID, log)
+		if err != nil {
+			return results, fmt.Errorf("bench-log: %w", err)
+		}
+		results = append(results, res)
+		fmt.Fprintf(stdout, "BENCH etcd puts_per_s=%d p50_ms=%s p99_ms=%s clients=%d errors=%d\n",
+			int64(math.Round(res.Rate())), ms(res.Latency.Quantile(0.50)), ms(res.Latency.Quantile(0.99)), c, res.Errors)
+		logSummary(log, res)
+		lr := logResults[k]
+		fmt.Fprintf(stdout, "BENCH log_vs_etcd ratio=%s p99_ratio=%s clients=%d\n",
+			ratio(lr.Rate(), res.Rate()), ratio(float64(lr.Latency.Quantile(0.99)), float64(res.Latency.Quantile(0.99))), c)
+	}
+	log.Info("stopping etcd cluster")
+	return results, nil
+}
+
+// runEtcdLoad drives c clients putting cfg.eventSize random bytes to their
+// own key (or one of --streams keys) through ceil(c/16) etcd clients, each
+// balancing over endpoints.
+func runEtcdLoad(ctx context.Context, cfg logConfig, c int, endpoints []string, runID string, log *slog.Logger) (Result, error) {
+	n := (c + clientsPerConn - 1) / clientsPerConn
+	clis := make([]*clientv3.Client, 0, n)
+	defer func() {
+		for _, cli := range clis {
+			cli.Close()
+		}
+	}()
+	for range n {
+		cli, err := newEtcdClient(ctx, endpoints)
+		if err != nil {
+			return Result{}, err
+		}
+		clis = append(clis, cli)
+	}
+	keys := cfg.streams
+	if keys == 0 {
+		keys = c
+	}
+	log.Info("running etcd load", "clients", c, "endpoints", len(endpoints), "etcd_clients", n, "keys", keys,
+		"warmup", cfg.warmup, "duration", cfg.duration)
+	spec := loadSpec{system: "etcd", clients: c, warmup: cfg.warmup, duration: cfg.duration, timeout: cfg.requestTimeout, log: log}
+	return runLoad(ctx, spec, func(i int) op {
+		cli := clis[i/clientsPerConn]
+		key := fmt.Sprintf("bench/%s/c%d/k%d", runID, c, i%keys)
+		rng := newRand()
+		data := make([]byte, cfg.eventSize)
+		return func(ctx context.Context) error {
+			_, _ = rng.Read(data)
+			if _, err := cli.Put(ctx, key, string(data)); err != nil {
+				return fmt.Errorf("put: %w", err)
+			}
+			return nil
+		}
+	})
+}
+
+func etcdVersion(ctx context.Context, path string) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	out, err := execOutput(ctx, path, "--version")
+	if err != nil {
+		return "unknown"
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(l, "etcd Version:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}
+
+func logSummary(log *slog.Logger, r Result) {
+	h := r.Latency
+	log.Info("result", "system", r.System, "clients", r.Clients, "ok", r.OK, "errors", r.Errors,
+		"ops_per_s", int64(math.Round(r.Rate())), "mean_ms", ms(time.Duration(h.Mean())),
+		"p50_ms", ms(h.Quantile(0.5)), "p90_ms", ms(h.Quantile(0.9)), "p99_ms", ms(h.Quantile(0.99)),
+		"p999_ms", ms(h.Quantile(0.999)), "max_ms", ms(time.Duration(h.Max())))
+}
+
+// ms formats d in milliseconds with two decimals.
+func ms(d time.Duration) string {
+	return fmt.Sprintf("%.2f", float64(d)/float64(time.Millisecond))
+}
+
+// ratio formats a/b with two decimals ("inf" when b is 0 and a is not).
+func ratio(a, b float64) string {
+	switch {
+	case b == 0 && a == 0:
+		return "nan"
+	case b == 0:
+		return "inf"
+	}
+	return fmt.Sprintf("%.2f", a/b)
+}
