@@ -116,7 +116,8 @@ func Open(cfg Config) (*Node, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	logger = logger.With("component", "events", "node", cfg.NodeID)
+	base := logger.With("node", cfg.NodeID)
+	logger = base.With("component", "events")
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("events: create data dir: %w", err)
 	}
@@ -135,7 +136,7 @@ func Open(cfg Config) (*Node, error) {
 	}()
 
 	var err error
-	n.db, err = raftstore.OpenDB(filepath.Join(cfg.Dir, "pebble"), raftstore.DBOptions{Logger: logger})
+	n.db, err = raftstore.OpenDB(filepath.Join(cfg.Dir, "pebble"), raftstore.DBOptions{Logger: base})
 	if err != nil {
 		return nil, fmt.Errorf("events: open database: %w", err)
 	}

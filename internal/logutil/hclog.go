@@ -68,8 +68,15 @@ func normalize(args []any) []any {
 			break
 		}
 		v := args[i+1]
-		if err, ok := v.(error); ok {
-			v = err.Error()
+		switch t := v.(type) {
+		case error:
+			v = t.Error()
+		case hclog.Format:
+			if len(t) > 0 {
+				if f, ok := t[0].(string); ok {
+					v = fmt.Sprintf(f, t[1:]...)
+				}
+			}
 		}
 		out = append(out, slog.Any(key, v))
 	}
