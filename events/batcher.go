@@ -23,6 +23,7 @@ type batcher struct {
 	n       *Node
 	in      chan *proposal
 	pending chan pendingEntry
+	slots   chan struct{} // one per entry handed to Raft and not yet completed
 	done    chan struct{}
 	stopped chan struct{}
 }
@@ -43,11 +44,19 @@ type pendingEntry struct {
 	props  []*proposal
 }
 
+// maxEntriesInFlight bounds the entries handed to Raft and not yet applied.
+// While all are in flight, proposals queue and then go into one entry: that is
+// what makes entries large under load (Raft's own apply batching groups
+// entries into one log write, but each entry still costs encoding,
+// replication framing, a log key and a future).
+const maxEntriesInFlight = 3
+
 func newBatcher(n *Node) *batcher {
 	return &batcher{
 		n:       n,
 		in:      make(chan *proposal, 4096),
-		pending: make(chan pendingEntry, 256),
+		pending: make(chan pendingEntry, maxEntriesInFlight),
+		slots:   make(chan struct{}, maxEntriesInFlight),
 		done:    make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
@@ -88,6 +97,42 @@ func (b *batcher) submit(ctx context.Context, cmd fsm.Command) (fsm.Result, erro
 	}
 }
 
+// submitMany queues cmds back to back (so they share entries) and waits for
+// all of their results; a command whose fate is unknown gets an error.
+func (b *batcher) submitMany(ctx context.Context, cmds []fsm.Command) []proposalResult {
+	out := make([]proposalResult, len(cmds))
+	props := make([]*proposal, len(cmds))
+	for i, c := range cmds {
+		props[i] = &proposal{cmd: c, size: commandSize(c), out: make(chan proposalResult, 1)}
+	}
+	queued := 0
+enqueue:
+	for _, p := range props {
+		select {
+		case b.in <- p:
+			queued++
+		case <-ctx.Done():
+			break enqueue
+		case <-b.done:
+			break enqueue
+		}
+	}
+	for i, p := range props {
+		if i >= queued {
+			out[i] = proposalResult{err: fmt.Errorf("%w: not proposed", ErrUnavailable)}
+			continue
+		}
+		select {
+		case out[i] = <-p.out:
+		case <-ctx.Done():
+			out[i] = proposalResult{err: fmt.Errorf("%w: outcome unknown: %w", ErrUnavailable, ctx.Err())}
+		case <-b.done:
+			out[i] = proposalResult{err: fmt.Errorf("%w: %w", ErrUnavailable, errClosed)}
+		}
+	}
+	return out
+}
+
 func (b *batcher) run() {
 	defer b.n.wg.Done()
 	completerDone := make(chan struct{})
@@ -98,6 +143,11 @@ func (b *batcher) run() {
 	}()
 	maxCmds, maxBytes := b.n.cfg.BatchMaxCommands, b.n.cfg.BatchMaxBytes
 	for {
+		select {
+		case b.slots <- struct{}{}:
+		case <-b.done:
+			return
+		}
 		var first *proposal
 		select {
 		case first = <-b.in:
@@ -118,6 +168,7 @@ func (b *batcher) run() {
 		}
 		if b.n.raft.State() != raft.Leader {
 			fail(props, errNotLeader)
+			<-b.slots
 			continue
 		}
 		entry := fsm.Entry{Time: time.Now().UnixNano(), Commands: make([]fsm.Command, len(props))}
@@ -127,6 +178,7 @@ func (b *batcher) run() {
 		data, err := fsm.EncodeEntry(entry)
 		if err != nil {
 			fail(props, fmt.Errorf("events: encode entry: %w", err))
+			<-b.slots
 			continue
 		}
 		b.n.metrics.batchCommands.Observe(float64(len(props)))
@@ -144,7 +196,9 @@ func (b *batcher) run() {
 func (b *batcher) complete(done chan struct{}) {
 	defer close(done)
 	for pe := range b.pending {
-		if err := pe.future.Error(); err != nil {
+		err := pe.future.Error()
+		<-b.slots
+		if err != nil {
 			fail(pe.props, err)
 			continue
 		}

@@ -10,8 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/switchboard-io/switchboard/chaos/linear"
 	"github.com/switchboard-io/switchboard/events"
+	"github.com/switchboard-io/switchboard/events/eventspb"
 	"github.com/switchboard-io/switchboard/events/localcluster"
 )
 
@@ -316,5 +320,54 @@ func TestClusterFaultsLinearizable(t *testing.T) {
 	t.Logf("%d operations recorded", h.Len())
 	if err := linear.Check(h, 2*time.Minute); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Forward (node to node) proposes a batch on the leader: each command gets
+// its own result, a bad one does not spoil the others, and a follower
+// refuses to take it.
+func TestForwardBatchResultsPerCommand(t *testing.T) {
+	c := startCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l, err := c.Leader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := func(data string) *eventspb.Command {
+		return &eventspb.Command{Command: &eventspb.Command_Append{Append: &eventspb.AppendRequest{
+			Stream: "fw", ExpectedKind: eventspb.ExpectedKind_EXPECTED_KIND_ANY, AppendId: []byte(fmt.Sprintf("%016s", data)),
+			Events: []*eventspb.Event{{Type: "t", Data: []byte(data)}}}}}
+	}
+	bad := &eventspb.Command{Command: &eventspb.Command_Append{Append: &eventspb.AppendRequest{
+		Stream: "", ExpectedKind: eventspb.ExpectedKind_EXPECTED_KIND_ANY, Events: []*eventspb.Event{{Type: "t"}}}}}
+	claim := &eventspb.Command{Command: &eventspb.Command_Claim{Claim: &eventspb.ClaimRequest{Stream: "fw-claimed", ClaimId: []byte("0123456789abcdef")}}}
+	req := &eventspb.ForwardRequest{Commands: []*eventspb.Command{good("a"), bad, good("b"), claim, {}}}
+	resp, err := l.Node().API().Forward(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []eventspb.Code{}
+	for _, r := range resp.Results {
+		got = append(got, r.Code)
+	}
+	want := []eventspb.Code{eventspb.Code_CODE_OK, eventspb.Code_CODE_INVALID, eventspb.Code_CODE_OK, eventspb.Code_CODE_OK, eventspb.Code_CODE_INVALID}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("codes %v, want %v", got, want)
+	}
+	if resp.Results[0].Version != 1 || resp.Results[2].Version != 2 || resp.Results[3].Epoch != 1 {
+		t.Fatalf("results %v", resp.Results)
+	}
+	for _, m := range c.Members() {
+		if m == l {
+			continue
+		}
+		if _, err := m.Node().API().Forward(ctx, req); status.Code(err) != codes.Unavailable {
+			t.Fatalf("follower %s answered Forward: %v", m.ID, err)
+		}
+	}
+	evs, err := l.Node().ReadStream(ctx, "fw", 1, 10, true)
+	if err != nil || len(evs) != 2 {
+		t.Fatalf("stream fw: %d events, err %v", len(evs), err)
 	}
 }

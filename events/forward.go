@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -23,15 +24,145 @@ const forwardedKey = "x-switchboard-forwarded"
 
 var errForwardTransport = errors.New("events: forwarding failed")
 
-// forwarder sends commands to the leader's Log API.
+// forwarder sends commands to the leader's Log API. Like the leader's
+// group commit, it packs the commands of concurrent callers into one Forward
+// call (per leader address), with a few calls in flight, so that the
+// per-request cost of gRPC on both nodes is paid once per batch.
 type forwarder struct {
-	n     *Node
-	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn
+	n      *Node
+	mu     sync.Mutex
+	conns  map[string]*grpc.ClientConn
+	queues map[string]chan *proposal
 }
 
+// Forwarding batch bounds and pipelining depth.
+const (
+	forwardMaxCommands = 512
+	forwardMaxBytes    = 4 << 20
+	forwardInFlight    = 4
+)
+
 func newForwarder(n *Node) *forwarder {
-	return &forwarder{n: n, conns: map[string]*grpc.ClientConn{}}
+	return &forwarder{n: n, conns: map[string]*grpc.ClientConn{}, queues: map[string]chan *proposal{}}
+}
+
+// queue returns the queue feeding Forward calls to addr, starting its
+// sender on first use.
+func (f *forwarder) queue(addr string) (chan *proposal, error) {
+	f.mu.Lock()
+	q, ok := f.queues[addr]
+	f.mu.Unlock()
+	if ok {
+		return q, nil
+	}
+	c, err := f.client(addr)
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if q, ok := f.queues[addr]; ok {
+		return q, nil
+	}
+	q = make(chan *proposal, 4096)
+	f.queues[addr] = q
+	f.n.wg.Add(1)
+	go f.send(addr, c, q)
+	return q, nil
+}
+
+// send drains q into Forward calls until the node closes.
+func (f *forwarder) send(addr string, c eventspb.LogClient, q chan *proposal) {
+	defer f.n.wg.Done()
+	sem := make(chan struct{}, forwardInFlight)
+	var calls sync.WaitGroup
+	defer calls.Wait()
+	for {
+		// Take a slot first: while every slot is busy, callers keep queueing
+		// and the next call carries all of them.
+		select {
+		case sem <- struct{}{}:
+		case <-f.n.closed:
+			return
+		}
+		var first *proposal
+		select {
+		case first = <-q:
+		case <-f.n.closed:
+			return
+		}
+		props := []*proposal{first}
+		size := first.size
+	fill:
+		for len(props) < forwardMaxCommands && size < forwardMaxBytes {
+			select {
+			case p := <-q:
+				props = append(props, p)
+				size += p.size
+			default:
+				break fill
+			}
+		}
+		calls.Add(1)
+		go func() {
+			defer func() { <-sem; calls.Done() }()
+			f.call(addr, c, props)
+		}()
+	}
+}
+
+// call sends one Forward and hands each proposal its result.
+func (f *forwarder) call(addr string, c eventspb.LogClient, props []*proposal) {
+	req := &eventspb.ForwardRequest{Commands: make([]*eventspb.Command, len(props))}
+	for i, p := range props {
+		req.Commands[i] = commandToProto(p.cmd)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), f.n.cfg.ApplyTimeout)
+	defer cancel()
+	ctx = metadata.AppendToOutgoingContext(ctx, forwardedKey, f.n.cfg.NodeID)
+	f.n.metrics.forwarded.Add(float64(len(props)))
+	resp, err := c.Forward(ctx, req)
+	if err != nil {
+		fail(props, transportErr(addr, err))
+		return
+	}
+	if len(resp.Results) != len(props) {
+		fail(props, fmt.Errorf("%w: %s answered %d results for %d commands", errForwardTransport, addr, len(resp.Results), len(props)))
+		return
+	}
+	for i, p := range props {
+		r := resp.Results[i]
+		if r.GetCode() == eventspb.Code_CODE_UNAVAILABLE {
+			p.out <- proposalResult{err: fmt.Errorf("%w: %s: %s", errForwardTransport, addr, r.GetMessage())}
+			continue
+		}
+		p.out <- proposalResult{res: ResultFromAppendResponse(r)}
+	}
+}
+
+func commandToProto(c fsm.Command) *eventspb.Command {
+	if c.Claim != nil {
+		return &eventspb.Command{Command: &eventspb.Command_Claim{Claim: &eventspb.ClaimRequest{Stream: c.Claim.Stream, ClaimId: idBytes(c.Claim.ID)}}}
+	}
+	return &eventspb.Command{Command: &eventspb.Command_Append{Append: AppendToProto(c.Append)}}
+}
+
+func commandFromProto(c *eventspb.Command) (fsm.Command, error) {
+	switch x := c.GetCommand().(type) {
+	case *eventspb.Command_Append:
+		a, err := AppendFromProto(x.Append)
+		if err != nil {
+			return fsm.Command{}, err
+		}
+		return fsm.Command{Append: &a}, nil
+	case *eventspb.Command_Claim:
+		id, err := idFromBytes(x.Claim.GetClaimId())
+		if err != nil {
+			return fsm.Command{}, err
+		}
+		return fsm.Command{Claim: &fsm.Claim{Stream: x.Claim.GetStream(), ID: id}}, nil
+	}
+	return fsm.Command{}, fmt.Errorf("%w: empty command", ErrInvalid)
 }
 
 func (f *forwarder) client(addr string) (eventspb.LogClient, error) {
@@ -52,6 +183,7 @@ func (f *forwarder) client(addr string) (eventspb.LogClient, error) {
 	return eventspb.NewLogClient(c), nil
 }
 
+// close closes the connections; the senders stop when the node closes.
 func (f *forwarder) close() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -61,28 +193,29 @@ func (f *forwarder) close() {
 	f.conns = map[string]*grpc.ClientConn{}
 }
 
+// forward gets cmd applied by the leader at addr, packed with the commands
+// of concurrent callers. The command must carry an id (retries are safe).
 func (f *forwarder) forward(ctx context.Context, addr string, cmd fsm.Command) (fsm.Result, error) {
-	c, err := f.client(addr)
+	q, err := f.queue(addr)
 	if err != nil {
 		return fsm.Result{}, err
 	}
-	ctx = metadata.AppendToOutgoingContext(ctx, forwardedKey, f.n.cfg.NodeID)
-	f.n.metrics.forwarded.Inc()
-	switch {
-	case cmd.Append != nil:
-		resp, err := c.Append(ctx, AppendToProto(cmd.Append))
-		if err != nil {
-			return fsm.Result{}, transportErr(addr, err)
-		}
-		return ResultFromAppendResponse(resp), nil
-	case cmd.Claim != nil:
-		resp, err := c.Claim(ctx, &eventspb.ClaimRequest{Stream: cmd.Claim.Stream, ClaimId: idBytes(cmd.Claim.ID)})
-		if err != nil {
-			return fsm.Result{}, transportErr(addr, err)
-		}
-		return fsm.Result{Code: fsm.Code(resp.Code), Message: resp.Message, Epoch: resp.Epoch, Version: resp.Version}, nil
+	p := &proposal{cmd: cmd, size: commandSize(cmd), out: make(chan proposalResult, 1)}
+	select {
+	case q <- p:
+	case <-ctx.Done():
+		return fsm.Result{}, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+	case <-f.n.closed:
+		return fsm.Result{}, fmt.Errorf("%w: %w", ErrUnavailable, errClosed)
 	}
-	return fsm.Result{}, fmt.Errorf("%w: empty command", ErrInvalid)
+	select {
+	case r := <-p.out:
+		return r.res, r.err
+	case <-ctx.Done():
+		return fsm.Result{}, fmt.Errorf("%w: forwarded to %s: outcome unknown: %w", ErrUnavailable, addr, ctx.Err())
+	case <-f.n.closed:
+		return fsm.Result{}, fmt.Errorf("%w: %w", ErrUnavailable, errClosed)
+	}
 }
 
 func (f *forwarder) readIndex(ctx context.Context, addr string) (uint64, error) {
@@ -241,7 +374,9 @@ func (s *API) Append(ctx context.Context, req *eventspb.AppendRequest) (*eventsp
 	if a.ID.IsZero() {
 		a.ID = newID()
 	}
+	start := time.Now()
 	res, err := s.run(ctx, fsm.Command{Append: &a})
+	s.n.metrics.observeAppend(start, err)
 	if err != nil {
 		return businessOrStatus(err)
 	}
@@ -278,6 +413,41 @@ func (s *API) Claim(ctx context.Context, req *eventspb.ClaimRequest) (*eventspb.
 		return &eventspb.ClaimResponse{Code: r.Code, Message: r.Message}, nil
 	}
 	return &eventspb.ClaimResponse{Code: eventspb.Code(res.Code), Message: res.Message, Epoch: res.Epoch, Version: res.Version}, nil
+}
+
+// Forward implements eventspb.LogServer: commands forwarded by another node,
+// proposed together by this leader.
+func (s *API) Forward(ctx context.Context, req *eventspb.ForwardRequest) (*eventspb.ForwardResponse, error) {
+	if !s.n.IsLeader() {
+		return nil, statusErr(errNotLeader)
+	}
+	out := &eventspb.ForwardResponse{Results: make([]*eventspb.AppendResponse, len(req.GetCommands()))}
+	cmds := make([]fsm.Command, 0, len(req.GetCommands()))
+	slots := make([]int, 0, len(req.GetCommands()))
+	for i, c := range req.GetCommands() {
+		cmd, err := commandFromProto(c)
+		if err == nil {
+			err = fsm.ValidateCommand(cmd, s.n.cfg.Limits)
+		}
+		if err != nil {
+			r, _ := businessOrStatus(err)
+			if r == nil {
+				r = &eventspb.AppendResponse{Code: eventspb.Code_CODE_INVALID, Message: err.Error()}
+			}
+			out.Results[i] = r
+			continue
+		}
+		cmds = append(cmds, cmd)
+		slots = append(slots, i)
+	}
+	for j, r := range s.n.batcher.submitMany(ctx, cmds) {
+		if r.err != nil {
+			out.Results[slots[j]] = &eventspb.AppendResponse{Code: eventspb.Code_CODE_UNAVAILABLE, Message: r.err.Error()}
+			continue
+		}
+		out.Results[slots[j]] = appendResponse(r.res)
+	}
+	return out, nil
 }
 
 // ReadIndex implements eventspb.LogServer.

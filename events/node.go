@@ -148,7 +148,7 @@ func Open(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("events: event store: %w", err)
 	}
-	n.snaps, err = raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.Dir, "snapshots"), cfg.Raft.SnapshotsRetained, logutil.HCLog(logger, "snapshots"))
+	n.snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.Dir, cfg.Raft.SnapshotsRetained, logutil.HCLog(logger, "snapshots"))
 	if err != nil {
 		return nil, fmt.Errorf("events: snapshot store: %w", err)
 	}

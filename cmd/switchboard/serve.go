@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,6 +40,7 @@ type ServeConfig struct {
 	Bootstrap     bool          `conf:"bootstrap" help:"bootstrap a new cluster from peers (or alone) when the node has no state"`
 	LogLevel      string        `conf:"log_level" help:"debug, info, warn or error"`
 	LogFormat     string        `conf:"log_format" help:"text or json"`
+	EnablePprof   bool          `conf:"enable_pprof" help:"serve Go profiles under /debug/pprof/ on http_bind"`
 	ShutdownGrace time.Duration `conf:"shutdown_grace" help:"how long SIGTERM may take before the node stops hard"`
 	Raft          RaftConfig    `conf:"raft"`
 	Limits        LimitsConfig  `conf:"limits"`
@@ -280,6 +282,11 @@ func serve(ctx context.Context, args, environ []string, stdout io.Writer) error 
 		fmt.Fprintln(w, "ready")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if cfg.EnablePprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	httpServer := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := httpServer.Serve(httpL); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -85,6 +85,10 @@ const (
 	Code_CODE_FENCED    Code = 2 // epoch is the stream's current epoch
 	Code_CODE_TOO_LARGE Code = 3
 	Code_CODE_INVALID   Code = 4
+	// Only in ForwardResponse: the leader could not get this command applied
+	// (lost leadership, shutting down); its outcome is unknown. Retry with the
+	// same id.
+	Code_CODE_UNAVAILABLE Code = 5
 )
 
 // Enum value maps for Code.
@@ -95,13 +99,15 @@ var (
 		2: "CODE_FENCED",
 		3: "CODE_TOO_LARGE",
 		4: "CODE_INVALID",
+		5: "CODE_UNAVAILABLE",
 	}
 	Code_value = map[string]int32{
-		"CODE_OK":        0,
-		"CODE_CONFLICT":  1,
-		"CODE_FENCED":    2,
-		"CODE_TOO_LARGE": 3,
-		"CODE_INVALID":   4,
+		"CODE_OK":          0,
+		"CODE_CONFLICT":    1,
+		"CODE_FENCED":      2,
+		"CODE_TOO_LARGE":   3,
+		"CODE_INVALID":     4,
+		"CODE_UNAVAILABLE": 5,
 	}
 )
 
@@ -783,6 +789,176 @@ func (x *ReadStreamResponse) GetEvents() []*RecordedEvent {
 	return nil
 }
 
+type Command struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Command:
+	//
+	//	*Command_Append
+	//	*Command_Claim
+	Command       isCommand_Command `protobuf_oneof:"command"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Command) Reset() {
+	*x = Command{}
+	mi := &file_log_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Command) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Command) ProtoMessage() {}
+
+func (x *Command) ProtoReflect() protoreflect.Message {
+	mi := &file_log_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Command.ProtoReflect.Descriptor instead.
+func (*Command) Descriptor() ([]byte, []int) {
+	return file_log_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Command) GetCommand() isCommand_Command {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+func (x *Command) GetAppend() *AppendRequest {
+	if x != nil {
+		if x, ok := x.Command.(*Command_Append); ok {
+			return x.Append
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetClaim() *ClaimRequest {
+	if x != nil {
+		if x, ok := x.Command.(*Command_Claim); ok {
+			return x.Claim
+		}
+	}
+	return nil
+}
+
+type isCommand_Command interface {
+	isCommand_Command()
+}
+
+type Command_Append struct {
+	Append *AppendRequest `protobuf:"bytes,1,opt,name=append,proto3,oneof"`
+}
+
+type Command_Claim struct {
+	Claim *ClaimRequest `protobuf:"bytes,2,opt,name=claim,proto3,oneof"`
+}
+
+func (*Command_Append) isCommand_Command() {}
+
+func (*Command_Claim) isCommand_Command() {}
+
+type ForwardRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Commands      []*Command             `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardRequest) Reset() {
+	*x = ForwardRequest{}
+	mi := &file_log_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardRequest) ProtoMessage() {}
+
+func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_log_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
+func (*ForwardRequest) Descriptor() ([]byte, []int) {
+	return file_log_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ForwardRequest) GetCommands() []*Command {
+	if x != nil {
+		return x.Commands
+	}
+	return nil
+}
+
+type ForwardResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*AppendResponse      `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardResponse) Reset() {
+	*x = ForwardResponse{}
+	mi := &file_log_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardResponse) ProtoMessage() {}
+
+func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_log_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
+func (*ForwardResponse) Descriptor() ([]byte, []int) {
+	return file_log_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ForwardResponse) GetResults() []*AppendResponse {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 var File_log_proto protoreflect.FileDescriptor
 
 const file_log_proto_rawDesc = "" +
@@ -835,24 +1011,34 @@ const file_log_proto_rawDesc = "" +
 	"\x04data\x18\a \x01(\fR\x04data\x12\x12\n" +
 	"\x04meta\x18\b \x01(\fR\x04meta\"R\n" +
 	"\x12ReadStreamResponse\x12<\n" +
-	"\x06events\x18\x01 \x03(\v2$.switchboard.events.v1.RecordedEventR\x06events*z\n" +
+	"\x06events\x18\x01 \x03(\v2$.switchboard.events.v1.RecordedEventR\x06events\"\x91\x01\n" +
+	"\aCommand\x12>\n" +
+	"\x06append\x18\x01 \x01(\v2$.switchboard.events.v1.AppendRequestH\x00R\x06append\x12;\n" +
+	"\x05claim\x18\x02 \x01(\v2#.switchboard.events.v1.ClaimRequestH\x00R\x05claimB\t\n" +
+	"\acommand\"L\n" +
+	"\x0eForwardRequest\x12:\n" +
+	"\bcommands\x18\x01 \x03(\v2\x1e.switchboard.events.v1.CommandR\bcommands\"R\n" +
+	"\x0fForwardResponse\x12?\n" +
+	"\aresults\x18\x01 \x03(\v2%.switchboard.events.v1.AppendResponseR\aresults*z\n" +
 	"\fExpectedKind\x12\x1d\n" +
 	"\x19EXPECTED_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13EXPECTED_KIND_EXACT\x10\x01\x12\x15\n" +
 	"\x11EXPECTED_KIND_ANY\x10\x02\x12\x1b\n" +
-	"\x17EXPECTED_KIND_NO_STREAM\x10\x03*]\n" +
+	"\x17EXPECTED_KIND_NO_STREAM\x10\x03*s\n" +
 	"\x04Code\x12\v\n" +
 	"\aCODE_OK\x10\x00\x12\x11\n" +
 	"\rCODE_CONFLICT\x10\x01\x12\x0f\n" +
 	"\vCODE_FENCED\x10\x02\x12\x12\n" +
 	"\x0eCODE_TOO_LARGE\x10\x03\x12\x10\n" +
-	"\fCODE_INVALID\x10\x042\xf3\x02\n" +
+	"\fCODE_INVALID\x10\x04\x12\x14\n" +
+	"\x10CODE_UNAVAILABLE\x10\x052\xcd\x03\n" +
 	"\x03Log\x12U\n" +
 	"\x06Append\x12$.switchboard.events.v1.AppendRequest\x1a%.switchboard.events.v1.AppendResponse\x12R\n" +
 	"\x05Claim\x12#.switchboard.events.v1.ClaimRequest\x1a$.switchboard.events.v1.ClaimResponse\x12^\n" +
 	"\tReadIndex\x12'.switchboard.events.v1.ReadIndexRequest\x1a(.switchboard.events.v1.ReadIndexResponse\x12a\n" +
 	"\n" +
-	"ReadStream\x12(.switchboard.events.v1.ReadStreamRequest\x1a).switchboard.events.v1.ReadStreamResponseB7Z5github.com/switchboard-io/switchboard/events/eventspbb\x06proto3"
+	"ReadStream\x12(.switchboard.events.v1.ReadStreamRequest\x1a).switchboard.events.v1.ReadStreamResponse\x12X\n" +
+	"\aForward\x12%.switchboard.events.v1.ForwardRequest\x1a&.switchboard.events.v1.ForwardResponseB7Z5github.com/switchboard-io/switchboard/events/eventspbb\x06proto3"
 
 var (
 	file_log_proto_rawDescOnce sync.Once
@@ -867,7 +1053,7 @@ func file_log_proto_rawDescGZIP() []byte {
 }
 
 var file_log_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_log_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_log_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_log_proto_goTypes = []any{
 	(ExpectedKind)(0),          // 0: switchboard.events.v1.ExpectedKind
 	(Code)(0),                  // 1: switchboard.events.v1.Code
@@ -881,6 +1067,9 @@ var file_log_proto_goTypes = []any{
 	(*ReadStreamRequest)(nil),  // 9: switchboard.events.v1.ReadStreamRequest
 	(*RecordedEvent)(nil),      // 10: switchboard.events.v1.RecordedEvent
 	(*ReadStreamResponse)(nil), // 11: switchboard.events.v1.ReadStreamResponse
+	(*Command)(nil),            // 12: switchboard.events.v1.Command
+	(*ForwardRequest)(nil),     // 13: switchboard.events.v1.ForwardRequest
+	(*ForwardResponse)(nil),    // 14: switchboard.events.v1.ForwardResponse
 }
 var file_log_proto_depIdxs = []int32{
 	0,  // 0: switchboard.events.v1.AppendRequest.expected_kind:type_name -> switchboard.events.v1.ExpectedKind
@@ -888,19 +1077,25 @@ var file_log_proto_depIdxs = []int32{
 	1,  // 2: switchboard.events.v1.AppendResponse.code:type_name -> switchboard.events.v1.Code
 	1,  // 3: switchboard.events.v1.ClaimResponse.code:type_name -> switchboard.events.v1.Code
 	10, // 4: switchboard.events.v1.ReadStreamResponse.events:type_name -> switchboard.events.v1.RecordedEvent
-	3,  // 5: switchboard.events.v1.Log.Append:input_type -> switchboard.events.v1.AppendRequest
-	5,  // 6: switchboard.events.v1.Log.Claim:input_type -> switchboard.events.v1.ClaimRequest
-	7,  // 7: switchboard.events.v1.Log.ReadIndex:input_type -> switchboard.events.v1.ReadIndexRequest
-	9,  // 8: switchboard.events.v1.Log.ReadStream:input_type -> switchboard.events.v1.ReadStreamRequest
-	4,  // 9: switchboard.events.v1.Log.Append:output_type -> switchboard.events.v1.AppendResponse
-	6,  // 10: switchboard.events.v1.Log.Claim:output_type -> switchboard.events.v1.ClaimResponse
-	8,  // 11: switchboard.events.v1.Log.ReadIndex:output_type -> switchboard.events.v1.ReadIndexResponse
-	11, // 12: switchboard.events.v1.Log.ReadStream:output_type -> switchboard.events.v1.ReadStreamResponse
-	9,  // [9:13] is the sub-list for method output_type
-	5,  // [5:9] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	3,  // 5: switchboard.events.v1.Command.append:type_name -> switchboard.events.v1.AppendRequest
+	5,  // 6: switchboard.events.v1.Command.claim:type_name -> switchboard.events.v1.ClaimRequest
+	12, // 7: switchboard.events.v1.ForwardRequest.commands:type_name -> switchboard.events.v1.Command
+	4,  // 8: switchboard.events.v1.ForwardResponse.results:type_name -> switchboard.events.v1.AppendResponse
+	3,  // 9: switchboard.events.v1.Log.Append:input_type -> switchboard.events.v1.AppendRequest
+	5,  // 10: switchboard.events.v1.Log.Claim:input_type -> switchboard.events.v1.ClaimRequest
+	7,  // 11: switchboard.events.v1.Log.ReadIndex:input_type -> switchboard.events.v1.ReadIndexRequest
+	9,  // 12: switchboard.events.v1.Log.ReadStream:input_type -> switchboard.events.v1.ReadStreamRequest
+	13, // 13: switchboard.events.v1.Log.Forward:input_type -> switchboard.events.v1.ForwardRequest
+	4,  // 14: switchboard.events.v1.Log.Append:output_type -> switchboard.events.v1.AppendResponse
+	6,  // 15: switchboard.events.v1.Log.Claim:output_type -> switchboard.events.v1.ClaimResponse
+	8,  // 16: switchboard.events.v1.Log.ReadIndex:output_type -> switchboard.events.v1.ReadIndexResponse
+	11, // 17: switchboard.events.v1.Log.ReadStream:output_type -> switchboard.events.v1.ReadStreamResponse
+	14, // 18: switchboard.events.v1.Log.Forward:output_type -> switchboard.events.v1.ForwardResponse
+	14, // [14:19] is the sub-list for method output_type
+	9,  // [9:14] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_log_proto_init() }
@@ -908,13 +1103,17 @@ func file_log_proto_init() {
 	if File_log_proto != nil {
 		return
 	}
+	file_log_proto_msgTypes[10].OneofWrappers = []any{
+		(*Command_Append)(nil),
+		(*Command_Claim)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_log_proto_rawDesc), len(file_log_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   10,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

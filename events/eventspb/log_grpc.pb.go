@@ -27,6 +27,7 @@ const (
 	Log_Claim_FullMethodName      = "/switchboard.events.v1.Log/Claim"
 	Log_ReadIndex_FullMethodName  = "/switchboard.events.v1.Log/ReadIndex"
 	Log_ReadStream_FullMethodName = "/switchboard.events.v1.Log/ReadStream"
+	Log_Forward_FullMethodName    = "/switchboard.events.v1.Log/Forward"
 )
 
 // LogClient is the client API for Log service.
@@ -47,6 +48,13 @@ type LogClient interface {
 	ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error)
 	// ReadStream reads events of one stream from a version.
 	ReadStream(ctx context.Context, in *ReadStreamRequest, opts ...grpc.CallOption) (*ReadStreamResponse, error)
+	// Forward is node-to-node: a follower packs commands of concurrent callers
+	// into one call to the leader, which proposes them together and answers
+	// the results in the same order (claims answer code, message, epoch and
+	// version). Only the leader answers; anyone else returns UNAVAILABLE, and
+	// the receiver never forwards again. Every command carries an id, so the
+	// sender may retry any of them after a transport error.
+	Forward(ctx context.Context, in *ForwardRequest, opts ...grpc.CallOption) (*ForwardResponse, error)
 }
 
 type logClient struct {
@@ -97,6 +105,16 @@ func (c *logClient) ReadStream(ctx context.Context, in *ReadStreamRequest, opts 
 	return out, nil
 }
 
+func (c *logClient) Forward(ctx context.Context, in *ForwardRequest, opts ...grpc.CallOption) (*ForwardResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ForwardResponse)
+	err := c.cc.Invoke(ctx, Log_Forward_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // LogServer is the server API for Log service.
 // All implementations must embed UnimplementedLogServer
 // for forward compatibility.
@@ -115,6 +133,13 @@ type LogServer interface {
 	ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error)
 	// ReadStream reads events of one stream from a version.
 	ReadStream(context.Context, *ReadStreamRequest) (*ReadStreamResponse, error)
+	// Forward is node-to-node: a follower packs commands of concurrent callers
+	// into one call to the leader, which proposes them together and answers
+	// the results in the same order (claims answer code, message, epoch and
+	// version). Only the leader answers; anyone else returns UNAVAILABLE, and
+	// the receiver never forwards again. Every command carries an id, so the
+	// sender may retry any of them after a transport error.
+	Forward(context.Context, *ForwardRequest) (*ForwardResponse, error)
 	mustEmbedUnimplementedLogServer()
 }
 
@@ -136,6 +161,9 @@ func (UnimplementedLogServer) ReadIndex(context.Context, *ReadIndexRequest) (*Re
 }
 func (UnimplementedLogServer) ReadStream(context.Context, *ReadStreamRequest) (*ReadStreamResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReadStream not implemented")
+}
+func (UnimplementedLogServer) Forward(context.Context, *ForwardRequest) (*ForwardResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Forward not implemented")
 }
 func (UnimplementedLogServer) mustEmbedUnimplementedLogServer() {}
 func (UnimplementedLogServer) testEmbeddedByValue()             {}
@@ -230,6 +258,24 @@ func _Log_ReadStream_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Log_Forward_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ForwardRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LogServer).Forward(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Log_Forward_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LogServer).Forward(ctx, req.(*ForwardRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Log_ServiceDesc is the grpc.ServiceDesc for Log service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -252,6 +298,10 @@ var Log_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReadStream",
 			Handler:    _Log_ReadStream_Handler,
+		},
+		{
+			MethodName: "Forward",
+			Handler:    _Log_Forward_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -95,7 +95,9 @@ type FSM struct {
 	// record (math.MinInt64 = unknown). It only lets apply skip a sweep that
 	// would find nothing; results never depend on it.
 	expiryHint int64
-	kbuf, vbuf []byte // scratch for keys and values (Pebble copies on Set)
+	kbuf, vbuf []byte     // scratch for keys and values (Pebble copies on Set)
+	ids        *idFilter  // see cache.go
+	metas      *metaCache // see cache.go
 
 	applied atomic.Uint64 // last applied raft index (0 while a restore is needed)
 	lastPos atomic.Uint64 // last global position written
@@ -143,6 +145,8 @@ func New(db *pebble.DB, prefix byte, limits Limits, opts Options) (*FSM, error) 
 		metrics:    m,
 		expiryHint: math.MinInt64,
 		notifyCh:   make(chan struct{}),
+		ids:        newIDFilter(limits.AppendIDRetention),
+		metas:      newMetaCache(1 << 16),
 	}
 	if opts.SyncWrites {
 		f.writeOpts = pebble.Sync
@@ -254,6 +258,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		state: appliedState{Index: f.applied.Load(), Position: f.lastPos.Load()},
 	}
 	defer tx.b.Close()
+	if err := f.ids.step(f.db, f.keys, filterScanChunk); err != nil {
+		f.fatal("build append-id filter", err)
+	}
 	start := tx.state.Index
 	for i, l := range logs {
 		if l == nil || l.Index <= tx.state.Index {
@@ -271,6 +278,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	tx.set(f.keys.applied(), f.vbuf)
 	if err := tx.b.Commit(f.writeOpts); err != nil {
 		f.fatal("commit applied batch", err)
+	}
+	for stream, m := range tx.pending {
+		f.metas.put(stream, m)
 	}
 
 	f.lastPos.Store(tx.state.Position)
@@ -296,12 +306,15 @@ type applyStats struct {
 
 // applyTx is the state of one ApplyBatch call.
 type applyTx struct {
-	f      *FSM
-	b      *pebble.Batch // indexed: reads see earlier writes of the batch
-	state  appliedState
-	time   int64 // entry time of the entry being applied
-	cutoff int64 // dedup records with time < cutoff are expired
-	stats  applyStats
+	f *FSM
+	b *pebble.Batch // indexed: reads see earlier writes of the batch
+	// pending holds stream metadata written by this batch, ahead of the
+	// committed metaCache.
+	pending map[string]cachedMeta
+	state   appliedState
+	time    int64 // entry time of the entry being applied
+	cutoff  int64 // dedup records with time < cutoff are expired
+	stats   applyStats
 }
 
 func (tx *applyTx) applyLog(l *raft.Log) interface{} {
@@ -448,6 +461,7 @@ func (tx *applyTx) remember(id AppendID, kind byte, stream string, r Result, pre
 	tx.set(f.kbuf, f.vbuf)
 	f.kbuf = f.keys.expiry(f.kbuf[:0], tx.time, id)
 	tx.set(f.kbuf, nil)
+	f.ids.add(id, tx.time)
 	f.expiryHint = min(f.expiryHint, tx.time)
 }
 
@@ -502,6 +516,9 @@ func (tx *applyTx) dedup(id AppendID) (dedupRecord, bool) {
 		return dedupRecord{}, false
 	}
 	f := tx.f
+	if !f.ids.mayContain(id, tx.cutoff) {
+		return dedupRecord{}, false
+	}
 	f.kbuf = f.keys.dedup(f.kbuf[:0], id)
 	v, closer, err := tx.b.Get(f.kbuf)
 	if errors.Is(err, pebble.ErrNotFound) {
@@ -519,10 +536,17 @@ func (tx *applyTx) dedup(id AppendID) (dedupRecord, bool) {
 }
 
 func (tx *applyTx) streamMeta(stream string) (streamMeta, bool) {
+	if c, ok := tx.pending[stream]; ok {
+		return c.meta, c.exists
+	}
 	f := tx.f
+	if c, ok := f.metas.get(stream); ok {
+		return c.meta, c.exists
+	}
 	f.kbuf = f.keys.stream(f.kbuf[:0], stream)
 	v, closer, err := tx.b.Get(f.kbuf)
 	if errors.Is(err, pebble.ErrNotFound) {
+		f.metas.put(stream, cachedMeta{})
 		return streamMeta{}, false
 	}
 	if err != nil {
@@ -533,6 +557,7 @@ func (tx *applyTx) streamMeta(stream string) (streamMeta, bool) {
 	if err != nil {
 		f.fatal("read stream meta", fmt.Errorf("stream %q: %w", stream, err))
 	}
+	f.metas.put(stream, cachedMeta{meta: m, exists: true})
 	return m, true
 }
 
@@ -541,6 +566,10 @@ func (tx *applyTx) setStreamMeta(stream string, m streamMeta) {
 	f.kbuf = f.keys.stream(f.kbuf[:0], stream)
 	f.vbuf = encodeStreamMeta(f.vbuf[:0], m)
 	tx.set(f.kbuf, f.vbuf)
+	if tx.pending == nil {
+		tx.pending = map[string]cachedMeta{}
+	}
+	tx.pending[stream] = cachedMeta{meta: m, exists: true}
 }
 
 func (tx *applyTx) set(k, v []byte) {

@@ -252,6 +252,8 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("fsm: restore: commit: %w", err)
 	}
 	f.expiryHint = math.MinInt64
+	f.metas.clear()
+	f.ids.reset()
 	f.lastPos.Store(st.Position)
 	f.applied.Store(st.Index)
 	f.restoreSeq.Add(1) // even: complete
