@@ -164,7 +164,7 @@ func TestRunLogCountsErrors(t *testing.T) {
 
 func TestRunLogAgainstEtcd(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts etcd")
+		t.Skip("starts a three-member etcd (not in -short)")
 	}
 	if _, err := exec.LookPath("etcd"); err != nil {
 		t.Skip("etcd not on PATH (Debian: apt-get install etcd-server)")
