@@ -76,7 +76,8 @@ var (
 type Node struct {
 	cfg     Config
 	log     *slog.Logger
-	db      *pebble.DB
+	db      *pebble.DB // the Raft log and stable store (WAL, every write synced)
+	evdb    *pebble.DB // the event store (no WAL; see fsm.Options.NoWAL)
 	store   *raftstore.Store
 	fsm     *fsm.FSM
 	snaps   *raft.FileSnapshotStore
@@ -136,15 +137,19 @@ func Open(cfg Config) (*Node, error) {
 	}()
 
 	var err error
-	n.db, err = raftstore.OpenDB(filepath.Join(cfg.Dir, "pebble"), raftstore.DBOptions{Logger: base})
+	n.db, err = raftstore.OpenDB(filepath.Join(cfg.Dir, "raft"), raftstore.DBOptions{Logger: base.With("db", "raft"), CacheSize: 32 << 20})
 	if err != nil {
-		return nil, fmt.Errorf("events: open database: %w", err)
+		return nil, fmt.Errorf("events: open raft database: %w", err)
+	}
+	n.evdb, err = raftstore.OpenDB(filepath.Join(cfg.Dir, "events"), raftstore.DBOptions{Logger: base.With("db", "events"), DisableWAL: true})
+	if err != nil {
+		return nil, fmt.Errorf("events: open event database: %w", err)
 	}
 	n.store, err = raftstore.New(n.db, PrefixRaft)
 	if err != nil {
 		return nil, fmt.Errorf("events: raft store: %w", err)
 	}
-	n.fsm, err = fsm.New(n.db, PrefixEvents, cfg.Limits, fsm.Options{Logger: logger, Registerer: cfg.Registerer})
+	n.fsm, err = fsm.New(n.evdb, PrefixEvents, cfg.Limits, fsm.Options{Logger: logger, Registerer: cfg.Registerer, NoWAL: true})
 	if err != nil {
 		return nil, fmt.Errorf("events: event store: %w", err)
 	}
@@ -566,9 +571,19 @@ func (n *Node) closeResources() error {
 	n.dbMu.Lock()
 	n.dbClosed = true
 	n.dbMu.Unlock()
+	if n.fsm != nil {
+		if err := n.fsm.Flush(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if n.evdb != nil {
+		if err := n.evdb.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("event database: %w", err))
+		}
+	}
 	if n.db != nil {
 		if err := n.db.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("database: %w", err))
+			errs = append(errs, fmt.Errorf("raft database: %w", err))
 		}
 	}
 	if len(errs) > 0 {

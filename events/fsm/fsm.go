@@ -26,6 +26,15 @@ const minExpirePerEntry = 256
 
 // Options configure an FSM. The zero value is valid.
 type Options struct {
+	// NoWAL declares that db runs without a write-ahead log
+	// (raftstore.DBOptions.DisableWAL). Applied batches then cost no WAL
+	// write or fsync; the FSM makes its state durable by flushing memtables
+	// where durability matters: before a snapshot is persisted (so Raft only
+	// truncates log entries the store holds on disk), at the steps of a
+	// restore, and in Flush, which the owner calls before closing db. After a
+	// crash the store is at an earlier applied index and Raft re-applies the
+	// entries after it from its log.
+	NoWAL bool
 	// Logger receives the FSM's logs, with component=fsm. Default slog.Default().
 	Logger *slog.Logger
 	// SyncWrites makes every applied batch a synced Pebble commit. Leave it
@@ -96,6 +105,7 @@ type FSM struct {
 	// would find nothing; results never depend on it.
 	expiryHint int64
 	kbuf, vbuf []byte     // scratch for keys and values (Pebble copies on Set)
+	noWAL      bool       // see Options.NoWAL
 	ids        *idFilter  // see cache.go
 	metas      *metaCache // see cache.go
 
@@ -151,6 +161,7 @@ func New(db *pebble.DB, prefix byte, limits Limits, opts Options) (*FSM, error) 
 	if opts.SyncWrites {
 		f.writeOpts = pebble.Sync
 	}
+	f.noWAL = opts.NoWAL
 
 	found, err := f.dbHas(f.keys.marker())
 	if err != nil {
@@ -169,6 +180,31 @@ func New(db *pebble.DB, prefix byte, limits Limits, opts Options) (*FSM, error) 
 	f.lastPos.Store(st.Position)
 	f.log.Debug("opened", "applied_index", st.Index, "last_position", st.Position)
 	return f, nil
+}
+
+// Flush makes every applied batch durable. With Options.NoWAL the owner must
+// call it before closing the database; otherwise it is a no-op.
+func (f *FSM) Flush() error {
+	if !f.noWAL {
+		return nil
+	}
+	if err := f.db.Flush(); err != nil {
+		return fmt.Errorf("fsm: flush: %w", err)
+	}
+	return nil
+}
+
+// commitDurable commits b so that it survives a crash: a synced commit, and
+// with Options.NoWAL a flush of the memtables as well.
+func (f *FSM) commitDurable(b *pebble.Batch) error {
+	if f.noWAL {
+		// Pebble refuses synced commits without a WAL.
+		if err := b.Commit(pebble.NoSync); err != nil {
+			return err
+		}
+		return f.db.Flush()
+	}
+	return b.Commit(pebble.Sync)
 }
 
 type reader interface {

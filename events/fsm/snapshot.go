@@ -71,8 +71,17 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 }
 
 // Persist writes the snapshot to sink and closes it, or cancels it on error.
+//
+// With Options.NoWAL it first flushes the store: Raft truncates its log
+// after a snapshot is persisted, so everything the snapshot covers must be on
+// disk in the store by then.
 func (s *Snapshot) Persist(sink raft.SnapshotSink) error {
 	start := time.Now()
+	if err := s.f.Flush(); err != nil {
+		_ = sink.Cancel()
+		s.f.log.Error("snapshot persist failed: flush", "sink", sink.ID(), "err", err)
+		return err
+	}
 	n, err := s.WriteTo(sink)
 	if err != nil {
 		_ = sink.Cancel()
@@ -245,9 +254,10 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err := b.Delete(f.keys.marker(), nil); err != nil {
 		return fmt.Errorf("fsm: restore: %w", err)
 	}
-	// The synced commit also makes every earlier (unsynced) record batch
-	// durable: they precede it in the WAL.
-	if err := b.Commit(pebble.Sync); err != nil {
+	// The durable commit also makes every earlier (unsynced) record batch
+	// durable: they precede it in the WAL (or, without a WAL, in the flushed
+	// memtables).
+	if err := f.commitDurable(b); err != nil {
 		f.log.Error("snapshot restore failed", "err", err)
 		return fmt.Errorf("fsm: restore: commit: %w", err)
 	}
@@ -274,7 +284,7 @@ func (f *FSM) beginRestore() error {
 		b.DeleteRange(append(slices.Clone(marker), 0), f.keys.upper(), nil),
 	)
 	if err == nil {
-		err = b.Commit(pebble.Sync)
+		err = f.commitDurable(b)
 	}
 	if err != nil {
 		return fmt.Errorf("fsm: restore: clear old state: %w", err)

@@ -121,7 +121,7 @@ func (c *Cluster) start(m *Member, boot []raft.Server) error {
 	cfg.NodeID = m.ID
 	cfg.Dir = m.Dir
 	cfg.Bootstrap = boot
-	cfg.Logger = c.opts.Logger.With("node", m.ID)
+	cfg.Logger = c.opts.Logger
 	rl, err := listenRetry(m.RaftAddr)
 	if err != nil {
 		return err

@@ -33,6 +33,12 @@ type DBOptions struct {
 	// FS is the filesystem; nil means vfs.Default. Tests may pass vfs.NewMem(),
 	// vfs.NewCrashableMem() or an errorfs wrapper.
 	FS vfs.FS
+	// DisableWAL runs the database without a write-ahead log: a crash loses
+	// every write not yet flushed to an sstable, and synced commits are not
+	// durable. Only for a store that makes itself durable by flushing and can
+	// be rebuilt from elsewhere (the event store, from the Raft log: see
+	// fsm.Options.NoWAL). Never for the Raft log itself.
+	DisableWAL bool
 }
 
 // OpenDB opens (creating if needed) the node's Pebble database in dir with
@@ -91,7 +97,7 @@ func OpenDB(dir string, opts DBOptions) (*pebble.DB, error) {
 		MemTableSize:                opts.MemTableSize,
 		MemTableStopWritesThreshold: 4,
 		FormatMajorVersion:          pebble.FormatTableFormatV6,
-		DisableWAL:                  false,
+		DisableWAL:                  opts.DisableWAL,
 		FlushDelayDeleteRange:       10 * time.Second,
 		CompactionConcurrencyRange: func() (int, int) {
 			return 1, min(4, max(1, runtime.GOMAXPROCS(0)/2))
