@@ -154,18 +154,7 @@ func (b *batcher) run() {
 		case <-b.done:
 			return
 		}
-		props := []*proposal{first}
-		size := first.size
-	fill:
-		for len(props) < maxCmds && size < maxBytes {
-			select {
-			case p := <-b.in:
-				props = append(props, p)
-				size += p.size
-			default:
-				break fill
-			}
-		}
+		props := fillBatch(first, b.in, maxCmds, maxBytes)
 		if b.n.raft.State() != raft.Leader {
 			fail(props, errNotLeader)
 			<-b.slots
@@ -217,6 +206,23 @@ func (b *batcher) complete(done chan struct{}) {
 			fail(pe.props, fmt.Errorf("events: unexpected fsm response %T", resp))
 		}
 	}
+}
+
+// fillBatch returns first followed by whatever is queued in in, without
+// waiting, up to maxCmds commands or until maxBytes is reached.
+func fillBatch(first *proposal, in <-chan *proposal, maxCmds, maxBytes int) []*proposal {
+	props := []*proposal{first}
+	size := first.size
+	for len(props) < maxCmds && size < maxBytes {
+		select {
+		case p := <-in:
+			props = append(props, p)
+			size += p.size
+		default:
+			return props
+		}
+	}
+	return props
 }
 
 func fail(props []*proposal, err error) {

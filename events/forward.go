@@ -91,18 +91,7 @@ func (f *forwarder) send(addr string, c eventspb.LogClient, q chan *proposal) {
 		case <-f.n.closed:
 			return
 		}
-		props := []*proposal{first}
-		size := first.size
-	fill:
-		for len(props) < forwardMaxCommands && size < forwardMaxBytes {
-			select {
-			case p := <-q:
-				props = append(props, p)
-				size += p.size
-			default:
-				break fill
-			}
-		}
+		props := fillBatch(first, q, forwardMaxCommands, forwardMaxBytes)
 		calls.Add(1)
 		go func() {
 			defer func() { <-sem; calls.Done() }()

@@ -68,6 +68,7 @@ func (m *metrics) watch(n *Node) {
 		applied: prometheus.NewDesc("switchboard_raft_applied_index", "Highest Raft index applied to the event store.", nil, nil),
 		commit:  prometheus.NewDesc("switchboard_raft_commit_index", "Highest Raft index known committed.", nil, nil),
 		last:    prometheus.NewDesc("switchboard_raft_last_index", "Last index in this node's Raft log.", nil, nil),
+		first:   prometheus.NewDesc("switchboard_raft_first_index", "First index still in this node's Raft log (earlier ones were truncated after a snapshot).", nil, nil),
 		term:    prometheus.NewDesc("switchboard_raft_term", "Current Raft term.", nil, nil),
 		pos:     prometheus.NewDesc("switchboard_log_last_position", "Global position of the last event in the local store.", nil, nil),
 	}
@@ -101,12 +102,12 @@ func (m *metrics) observeAppend(start time.Time, err error) {
 }
 
 type stateCollector struct {
-	n                                       *Node
-	state, applied, commit, last, term, pos *prometheus.Desc
+	n                                              *Node
+	state, applied, commit, last, first, term, pos *prometheus.Desc
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.state, c.applied, c.commit, c.last, c.term, c.pos} {
+	for _, d := range []*prometheus.Desc{c.state, c.applied, c.commit, c.last, c.first, c.term, c.pos} {
 		ch <- d
 	}
 }
@@ -124,6 +125,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.applied, prometheus.GaugeValue, float64(c.n.fsm.AppliedIndex()))
 	ch <- prometheus.MustNewConstMetric(c.commit, prometheus.GaugeValue, float64(r.CommitIndex()))
 	ch <- prometheus.MustNewConstMetric(c.last, prometheus.GaugeValue, float64(r.LastIndex()))
+	if first, err := c.n.store.FirstIndex(); err == nil {
+		ch <- prometheus.MustNewConstMetric(c.first, prometheus.GaugeValue, float64(first))
+	}
 	ch <- prometheus.MustNewConstMetric(c.term, prometheus.GaugeValue, float64(r.CurrentTerm()))
 	ch <- prometheus.MustNewConstMetric(c.pos, prometheus.GaugeValue, float64(c.n.fsm.LastPosition()))
 }

@@ -320,6 +320,10 @@ func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 // and status); writes must go through Append and Claim.
 func (n *Node) Raft() *raft.Raft { return n.raft }
 
+// FirstLogIndex returns the first index still in the local Raft log (0 when
+// empty): entries below it were truncated after a snapshot.
+func (n *Node) FirstLogIndex() (uint64, error) { return n.store.FirstIndex() }
+
 // FSM gives read access to the local event store.
 func (n *Node) FSM() *fsm.FSM { return n.fsm }
 
@@ -390,7 +394,12 @@ func (n *Node) propose(ctx context.Context, cmd fsm.Command) (fsm.Result, error)
 			return res, nil
 		}
 		if !retryable(err) {
-			return fsm.Result{}, err
+			if errors.Is(err, ErrInvalid) || errors.Is(err, ErrTooLarge) || errors.Is(err, ErrUnavailable) {
+				return fsm.Result{}, err
+			}
+			// Raft shut down, an entry the store could not decode, ...: the
+			// outcome is unknown to the caller.
+			return fsm.Result{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		lastErr = err
 		if ctx.Err() != nil {
@@ -493,6 +502,16 @@ func (n *Node) Sync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Stop waiting when the node closes, not only when ctx ends.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-n.closed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	if err := n.fsm.WaitApplied(ctx, idx); err != nil {
 		return fmt.Errorf("%w: wait for index %d: %w", ErrUnavailable, idx, err)
 	}
