@@ -371,3 +371,46 @@ func TestForwardBatchResultsPerCommand(t *testing.T) {
 		t.Fatalf("stream fw: %d events, err %v", len(evs), err)
 	}
 }
+
+// Without a quorum a write is retried until the caller's deadline and then
+// reported unavailable (outcome unknown); once the quorum is back, a retry
+// with the same append id is applied exactly once.
+func TestNoQuorumUnavailableThenRetryOnce(t *testing.T) {
+	c := startCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	survivor := c.Members()[0]
+	for _, m := range c.Members()[1:] {
+		if err := c.Stop(m.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := events.AppendArgs("nq", events.Any(), ev("t", "once"))
+	a.ID = events.AppendID{9, 9, 9}
+	short, shortCancel := context.WithTimeout(ctx, 800*time.Millisecond)
+	start := time.Now()
+	_, err := survivor.Node().Append(short, a)
+	shortCancel()
+	if !errors.Is(err, events.ErrUnavailable) {
+		t.Fatalf("append without quorum: %v, want ErrUnavailable", err)
+	}
+	if waited := time.Since(start); waited < 800*time.Millisecond {
+		t.Fatalf("gave up after %v, before the caller's deadline", waited)
+	}
+	for _, m := range c.Members()[1:] {
+		if err := c.Restart(m.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := survivor.Node().Append(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err := survivor.Node().ReadStream(ctx, "nq", 1, 10, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 || res.Version != 1 {
+		t.Fatalf("after retry: %d events, version %d; want exactly one", len(evs), res.Version)
+	}
+}
