@@ -12,6 +12,7 @@ FUZZTIME ?= 20s
 CLIENTS ?= 1,16,64,256
 DURATION ?= 10s
 PEER ?= none
+ROUNDS ?= 3
 
 .PHONY: help build run test test-short bench bench-log lint fuzz proto tools clean
 
@@ -32,8 +33,8 @@ test-short: ## quick unit tests only
 
 bench: bench-log ## every benchmark (machine-readable BENCH lines)
 
-bench-log: build ## 3-node event log vs (PEER=etcd) a 3-member etcd; CLIENTS=1,16,64,256 DURATION=10s
-	$(BIN)/switchboard bench log --binary $(BIN)/switchboard --clients $(CLIENTS) --duration $(DURATION) --peer $(PEER)
+bench-log: build ## 3-node event log vs (PEER=etcd) a 3-member etcd; CLIENTS=1,16,64,256 DURATION=10s ROUNDS=3
+	$(BIN)/switchboard bench log --binary $(BIN)/switchboard --clients $(CLIENTS) --duration $(DURATION) --peer $(PEER) --rounds $(ROUNDS)
 
 lint: tools ## gofmt, go vet, staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

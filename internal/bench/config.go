@@ -38,6 +38,7 @@ type logConfig struct {
 	etcdBinary     string
 	nodes          int
 	readyTimeout   time.Duration
+	rounds         int
 }
 
 // maxEventSize keeps --event-size within what both systems accept by default
@@ -94,6 +95,7 @@ func newLogFlagSet(cfg *logConfig) *flag.FlagSet {
 	fs.StringVar(&cfg.etcdBinary, "etcd-binary", "etcd", "etcd server binary (with --peer etcd; installed with apt-get install etcd-server when absent)")
 	fs.IntVar(&cfg.nodes, "nodes", 3, "cluster size (both systems)")
 	fs.DurationVar(&cfg.readyTimeout, "ready-timeout", 60*time.Second, "how long to wait for a started cluster to become ready")
+	fs.IntVar(&cfg.rounds, "rounds", 1, "measured rounds per client count, alternating between the systems; the round with the median rate is reported")
 	return fs
 }
 
@@ -152,6 +154,9 @@ func parseLogFlags(args []string) (logConfig, error) {
 	}
 	if cfg.readyTimeout <= 0 {
 		bad("--ready-timeout: must be positive, got %v", cfg.readyTimeout)
+	}
+	if cfg.rounds < 1 || cfg.rounds > 99 {
+		bad("--rounds: must be 1..99, got %d", cfg.rounds)
 	}
 	if cfg.peer == PeerEtcd && cfg.etcdBinary == "" {
 		bad("--etcd-binary: must not be empty with --peer etcd")

@@ -13,7 +13,7 @@
 // and a fresh random 16-byte append id, to the client's own stream (or one
 // of --streams streams). It prints
 //
-//	BENCH log appends_per_s=<n> p50_ms=<x> p99_ms=<y> clients=<C> errors=<e>
+//	BENCH log appends_per_s=<n> p50_ms=<x> p99_ms=<y> clients=<C> errors=<e> rounds=<r>
 //
 // per client count. The rate counts appends answered with CODE_OK that
 // completed inside the measured window (--duration, after --warmup);
@@ -37,20 +37,21 @@
 // one key per client (or --streams keys) through go.etcd.io/etcd/client/v3
 // with all member endpoints, and prints, per client count,
 //
-//	BENCH etcd puts_per_s=<n> p50_ms=<x> p99_ms=<y> clients=<C> errors=<e>
+//	BENCH etcd puts_per_s=<n> p50_ms=<x> p99_ms=<y> clients=<C> errors=<e> rounds=<r>
 //	BENCH log_vs_etcd ratio=<log rate / etcd rate> p99_ratio=<log p99 / etcd p99> clients=<C>
 //
-// Phases. The systems never run at the same time (the target machine has two
-// cores): the log cluster is started, every client count of --clients runs
-// against it in the order given, and it is stopped; then a fresh etcd
-// cluster is started and gets the same sequence. Each system thus starts
-// empty and sees the same history of load, so neither is favoured by a warm
-// or a cold store.
+// Rounds. Both clusters are started empty and stay up; the load never runs
+// against both at once (the target machine has two cores). For each client
+// count of --clients, in the order given, --rounds measured rounds alternate
+// between the systems (log, etcd, log, etcd, ...), so that the machine's
+// drift over minutes falls on both alike; the round with the median rate is
+// reported for each system, with its latencies.
 //
 // Flags: --clients 64 (or a list, 1,16,64,256), --duration 10s, --warmup 2s,
 // --event-size 256, --binary PATH (default: this executable), --peer
 // none|etcd, --keep DIR (keep data and process logs in DIR/log/nI.log and
 // DIR/etcd/eI.log; otherwise a temporary directory is used and removed after
 // a successful run), --streams N (0: one per client), --target all|leader,
-// --request-timeout 10s, --etcd-binary etcd, --nodes 3, --ready-timeout 60s.
+// --request-timeout 10s, --etcd-binary etcd, --nodes 3, --ready-timeout 60s,
+// --rounds 1.
 package bench

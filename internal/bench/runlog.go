@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -84,31 +85,75 @@ func runLog(ctx context.Context, args []string, stdout, stderr io.Writer) (err e
 		"nodes", cfg.nodes, "binary", cfg.binary, "dir", dir, "cpus", runtime.NumCPU())
 
 	runID := fmt.Sprintf("%x", time.Now().UnixNano()&0xffffffff)
-	var failures []error
-	logResults, err := runLogPhase(ctx, cfg, filepath.Join(dir, "log"), runID, log, stdout)
+	logLoad, stopLog, err := startLogSystem(ctx, cfg, filepath.Join(dir, "log"), runID, log)
 	if err != nil {
 		return err
 	}
-	for _, r := range logResults {
-		if r.OK == 0 {
-			failures = append(failures, fmt.Errorf("log: no successful append with %d clients (node logs in %s)", r.Clients, filepath.Join(dir, "log")))
-		}
-	}
+	defer stopLog()
+	var etcdLoad loadFunc
 	if cfg.peer == PeerEtcd {
-		etcdResults, err := runEtcdPhase(ctx, cfg, etcdPath, filepath.Join(dir, "etcd"), runID, log, stdout, logResults)
+		var stopEtcd func()
+		etcdLoad, stopEtcd, err = startEtcdSystem(ctx, cfg, etcdPath, filepath.Join(dir, "etcd"), runID, log)
 		if err != nil {
 			return err
 		}
-		for _, r := range etcdResults {
-			if r.OK == 0 {
-				failures = append(failures, fmt.Errorf("etcd: no successful put with %d clients (member logs in %s)", r.Clients, filepath.Join(dir, "etcd")))
+		defer stopEtcd()
+	}
+
+	// Both systems stay up (an idle cluster costs little) and their rounds
+	// alternate, so that the machine's drift over minutes falls on both.
+	var failures []error
+	for _, c := range cfg.clients {
+		var logRounds, etcdRounds []Result
+		for range cfg.rounds {
+			res, err := logLoad(ctx, c)
+			if err != nil {
+				return fmt.Errorf("bench-log: %w", err)
 			}
+			logRounds = append(logRounds, res)
+			if etcdLoad != nil {
+				res, err := etcdLoad(ctx, c)
+				if err != nil {
+					return fmt.Errorf("bench-log: %w", err)
+				}
+				etcdRounds = append(etcdRounds, res)
+			}
+		}
+		lr := medianRound(logRounds)
+		fmt.Fprintf(stdout, "BENCH log appends_per_s=%d p50_ms=%s p99_ms=%s clients=%d errors=%d rounds=%d\n",
+			int64(math.Round(lr.Rate())), ms(lr.Latency.Quantile(0.50)), ms(lr.Latency.Quantile(0.99)), c, lr.Errors, len(logRounds))
+		logSummary(log, lr)
+		if lr.OK == 0 {
+			failures = append(failures, fmt.Errorf("log: no successful append with %d clients (node logs in %s)", c, filepath.Join(dir, "log")))
+		}
+		if etcdLoad == nil {
+			continue
+		}
+		er := medianRound(etcdRounds)
+		fmt.Fprintf(stdout, "BENCH etcd puts_per_s=%d p50_ms=%s p99_ms=%s clients=%d errors=%d rounds=%d\n",
+			int64(math.Round(er.Rate())), ms(er.Latency.Quantile(0.50)), ms(er.Latency.Quantile(0.99)), c, er.Errors, len(etcdRounds))
+		logSummary(log, er)
+		fmt.Fprintf(stdout, "BENCH log_vs_etcd ratio=%s p99_ratio=%s clients=%d\n",
+			ratio(lr.Rate(), er.Rate()), ratio(float64(lr.Latency.Quantile(0.99)), float64(er.Latency.Quantile(0.99))), c)
+		if er.OK == 0 {
+			failures = append(failures, fmt.Errorf("etcd: no successful put with %d clients (member logs in %s)", c, filepath.Join(dir, "etcd")))
 		}
 	}
 	if len(failures) > 0 {
 		return fmt.Errorf("bench-log: %w", errors.Join(failures...))
 	}
 	return nil
+}
+
+// loadFunc drives one measured round of c clients against a running system.
+type loadFunc func(ctx context.Context, c int) (Result, error)
+
+// medianRound returns the round with the median rate (the lower middle one
+// for an even count), whose latencies are reported with it.
+func medianRound(rounds []Result) Result {
+	sorted := append([]Result(nil), rounds...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Rate() < sorted[j].Rate() })
+	return sorted[(len(sorted)-1)/2]
 }
 
 func streamsText(n int) string {
@@ -143,20 +188,20 @@ func benchDir(keep string) (string, error) {
 	return abs, nil
 }
 
-// runLogPhase starts the log cluster, runs every client count against it in
-// turn, prints a BENCH log line for each and stops the cluster.
-func runLogPhase(ctx context.Context, cfg logConfig, dir, runID string, log *slog.Logger, stdout io.Writer) ([]Result, error) {
+// startLogSystem starts the log cluster and returns the function that runs
+// one round of load against it and the function that stops it.
+func startLogSystem(ctx context.Context, cfg logConfig, dir, runID string, log *slog.Logger) (loadFunc, func(), error) {
 	log.Info("starting log cluster", "nodes", cfg.nodes, "dir", dir)
 	lc, err := StartLogClusterWith(ctx, cfg.binary, cfg.nodes, dir, ClusterOptions{ReadyTimeout: cfg.readyTimeout, Logger: log})
 	if err != nil {
-		return nil, fmt.Errorf("bench-log: %w", err)
+		return nil, nil, fmt.Errorf("bench-log: %w", err)
 	}
-	defer func() {
+	stop := func() {
+		log.Info("stopping log cluster")
 		if err := lc.Stop(); err != nil {
 			log.Warn("stopping log cluster", "err", err)
 		}
-	}()
-
+	}
 	targets := lc.Addrs()
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	leader, lerr := lc.Leader(lctx)
@@ -168,24 +213,14 @@ func runLogPhase(ctx context.Context, cfg logConfig, dir, runID string, log *slo
 			targets = []string{lc.Nodes[leader].APIAddr}
 		}
 	case cfg.target == TargetLeader:
-		return nil, fmt.Errorf("bench-log: --target leader: %w", lerr)
+		stop()
+		return nil, nil, fmt.Errorf("bench-log: --target leader: %w", lerr)
 	default:
 		log.Warn("could not tell the log leader (not needed with --target all)", "err", lerr)
 	}
-
-	var results []Result
-	for _, c := range cfg.clients {
-		res, err := runLogLoad(ctx, cfg, c, targets, runID, log)
-		if err != nil {
-			return results, fmt.Errorf("bench-log: %w", err)
-		}
-		results = append(results, res)
-		fmt.Fprintf(stdout, "BENCH log appends_per_s=%d p50_ms=%s p99_ms=%s clients=%d errors=%d\n",
-			int64(math.Round(res.Rate())), ms(res.Latency.Quantile(0.50)), ms(res.Latency.Quantile(0.99)), c, res.Errors)
-		logSummary(log, res)
-	}
-	log.Info("stopping log cluster")
-	return results, nil
+	return func(ctx context.Context, c int) (Result, error) {
+		return runLogLoad(ctx, cfg, c, targets, runID, log)
+	}, stop, nil
 }
 
 // runLogLoad drives c appenders against targets (API addresses): client i
@@ -276,19 +311,20 @@ func waitConnReady(ctx context.Context, cc *grpc.ClientConn, timeout time.Durati
 	}
 }
 
-// runEtcdPhase starts the etcd cluster, runs every client count against it,
-// prints the etcd and ratio lines for each and stops the cluster.
-func runEtcdPhase(ctx context.Context, cfg logConfig, etcdPath, dir, runID string, log *slog.Logger, stdout io.Writer, logResults []Result) ([]Result, error) {
+// startEtcdSystem starts the etcd cluster and returns the function that
+// runs one round of load against it and the function that stops it.
+func startEtcdSystem(ctx context.Context, cfg logConfig, etcdPath, dir, runID string, log *slog.Logger) (loadFunc, func(), error) {
 	log.Info("starting etcd cluster", "members", cfg.nodes, "binary", etcdPath, "version", etcdVersion(ctx, etcdPath), "dir", dir)
 	ec, err := StartEtcdClusterWith(ctx, etcdPath, cfg.nodes, dir, ClusterOptions{ReadyTimeout: cfg.readyTimeout, Logger: log})
 	if err != nil {
-		return nil, fmt.Errorf("bench-log: %w", err)
+		return nil, nil, fmt.Errorf("bench-log: %w", err)
 	}
-	defer func() {
+	stop := func() {
+		log.Info("stopping etcd cluster")
 		if err := ec.Stop(); err != nil {
 			log.Warn("stopping etcd cluster", "err", err)
 		}
-	}()
+	}
 	endpoints := ec.Endpoints()
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	leader, lerr := ec.Leader(lctx)
@@ -300,27 +336,14 @@ func runEtcdPhase(ctx context.Context, cfg logConfig, etcdPath, dir, runID strin
 			endpoints = []string{ec.Members[leader].ClientURL}
 		}
 	case cfg.target == TargetLeader:
-		return nil, fmt.Errorf("bench-log: --target leader: %w", lerr)
+		stop()
+		return nil, nil, fmt.Errorf("bench-log: --target leader: %w", lerr)
 	default:
 		log.Warn("could not tell the etcd leader (not needed with --target all)", "err", lerr)
 	}
-
-	var results []Result
-	for k, c := range cfg.clients {
-		res, err := runEtcdLoad(ctx, cfg, c, endpoints, runID, log)
-		if err != nil {
-			return results, fmt.Errorf("bench-log: %w", err)
-		}
-		results = append(results, res)
-		fmt.Fprintf(stdout, "BENCH etcd puts_per_s=%d p50_ms=%s p99_ms=%s clients=%d errors=%d\n",
-			int64(math.Round(res.Rate())), ms(res.Latency.Quantile(0.50)), ms(res.Latency.Quantile(0.99)), c, res.Errors)
-		logSummary(log, res)
-		lr := logResults[k]
-		fmt.Fprintf(stdout, "BENCH log_vs_etcd ratio=%s p99_ratio=%s clients=%d\n",
-			ratio(lr.Rate(), res.Rate()), ratio(float64(lr.Latency.Quantile(0.99)), float64(res.Latency.Quantile(0.99))), c)
-	}
-	log.Info("stopping etcd cluster")
-	return results, nil
+	return func(ctx context.Context, c int) (Result, error) {
+		return runEtcdLoad(ctx, cfg, c, endpoints, runID, log)
+	}, stop, nil
 }
 
 // runEtcdLoad drives c clients putting cfg.eventSize random bytes to their

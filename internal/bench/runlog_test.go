@@ -105,8 +105,8 @@ func TestLogClusterReportsNodeThatExits(t *testing.T) {
 }
 
 var (
-	logLineRE   = regexp.MustCompile(`^BENCH log appends_per_s=\d+ p50_ms=\d+\.\d\d p99_ms=\d+\.\d\d clients=(\d+) errors=(\d+)$`)
-	etcdLineRE  = regexp.MustCompile(`^BENCH etcd puts_per_s=\d+ p50_ms=\d+\.\d\d p99_ms=\d+\.\d\d clients=(\d+) errors=(\d+)$`)
+	logLineRE   = regexp.MustCompile(`^BENCH log appends_per_s=\d+ p50_ms=\d+\.\d\d p99_ms=\d+\.\d\d clients=(\d+) errors=(\d+) rounds=\d+$`)
+	etcdLineRE  = regexp.MustCompile(`^BENCH etcd puts_per_s=\d+ p50_ms=\d+\.\d\d p99_ms=\d+\.\d\d clients=(\d+) errors=(\d+) rounds=\d+$`)
 	ratioLineRE = regexp.MustCompile(`^BENCH log_vs_etcd ratio=\d+\.\d\d p99_ratio=\d+\.\d\d clients=(\d+)$`)
 )
 
@@ -172,7 +172,7 @@ func TestRunLogAgainstEtcd(t *testing.T) {
 	t.Setenv(fakeNodeEnv, "1")
 	var out, errb bytes.Buffer
 	err := runLog(t.Context(), []string{"--binary", testExe(t), "--clients", "2,17", "--duration", "1s",
-		"--warmup", "200ms", "--peer", "etcd"}, &out, &errb)
+		"--warmup", "200ms", "--peer", "etcd", "--rounds", "2"}, &out, &errb)
 	if err != nil {
 		t.Fatalf("runLog: %v\nstderr:\n%s", err, errb.String())
 	}
@@ -183,7 +183,7 @@ func TestRunLogAgainstEtcd(t *testing.T) {
 	want := []struct {
 		re *regexp.Regexp
 		c  string
-	}{{logLineRE, "2"}, {logLineRE, "17"}, {etcdLineRE, "2"}, {ratioLineRE, "2"}, {etcdLineRE, "17"}, {ratioLineRE, "17"}}
+	}{{logLineRE, "2"}, {etcdLineRE, "2"}, {ratioLineRE, "2"}, {logLineRE, "17"}, {etcdLineRE, "17"}, {ratioLineRE, "17"}}
 	for i, w := range want {
 		m := w.re.FindStringSubmatch(lines[i])
 		if m == nil || m[1] != w.c {
@@ -191,6 +191,9 @@ func TestRunLogAgainstEtcd(t *testing.T) {
 		}
 		if w.re == etcdLineRE && (m == nil || m[2] != "0" || strings.Contains(lines[i], "puts_per_s=0 ")) {
 			t.Errorf("line %d: etcd puts failed: %q", i, lines[i])
+		}
+		if w.re != ratioLineRE && !strings.HasSuffix(lines[i], " rounds=2") {
+			t.Errorf("line %d does not report 2 rounds: %q", i, lines[i])
 		}
 	}
 	t.Logf("\n%s", out.String())
@@ -220,5 +223,18 @@ func TestFormatting(t *testing.T) {
 	}
 	if ratio(1, 0) != "inf" || ratio(0, 0) != "nan" {
 		t.Error("ratio with zero denominator")
+	}
+}
+
+func TestMedianRoundPicksTheMiddleRate(t *testing.T) {
+	r := func(ok uint64) Result { return Result{Window: time.Second, OK: ok} }
+	if got := medianRound([]Result{r(30), r(10), r(20)}).OK; got != 20 {
+		t.Errorf("median of 30,10,20 = %d", got)
+	}
+	if got := medianRound([]Result{r(40), r(10)}).OK; got != 10 {
+		t.Errorf("lower middle of 40,10 = %d", got)
+	}
+	if got := medianRound([]Result{r(7)}).OK; got != 7 {
+		t.Errorf("single round = %d", got)
 	}
 }
