@@ -185,7 +185,7 @@ func (b *batcher) run() {
 func (b *batcher) complete(done chan struct{}) {
 	defer close(done)
 	for pe := range b.pending {
-		err := pe.future.Error()
+		err := awaitFuture(pe.future, b.done)
 		<-b.slots
 		if err != nil {
 			fail(pe.props, err)

@@ -300,7 +300,7 @@ func (n *Node) ensureBarrier() error {
 	if err != nil {
 		return fmt.Errorf("events: encode barrier: %w", err)
 	}
-	if err := n.raft.Apply(data, n.cfg.ApplyTimeout).Error(); err != nil {
+	if err := awaitFuture(n.raft.Apply(data, n.cfg.ApplyTimeout), n.closed); err != nil {
 		return err
 	}
 	n.barrierTerm.Store(term)
@@ -489,7 +489,7 @@ func (n *Node) leaderReadIndex() (uint64, error) {
 		return 0, err
 	}
 	idx := n.raft.CommitIndex()
-	if err := n.raft.VerifyLeader().Error(); err != nil {
+	if err := awaitFuture(n.raft.VerifyLeader(), n.closed); err != nil {
 		return 0, err
 	}
 	return idx, nil
@@ -609,6 +609,22 @@ func (n *Node) closeResources() error {
 		return fmt.Errorf("events: close: %w", errors.Join(errs...))
 	}
 	return nil
+}
+
+// awaitFuture waits for a Raft future, or until abort is closed. Raft may
+// never complete a future that was still queued when it shut down (with
+// BatchApplyCh its apply queue is buffered and nobody drains it after
+// shutdown), so no goroutine of ours may wait on one without a way out. The
+// helper goroutine of an abandoned future ends if Raft ever completes it.
+func awaitFuture(f raft.Future, abort <-chan struct{}) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-abort:
+		return fmt.Errorf("%w: %w", ErrUnavailable, errClosed)
+	}
 }
 
 func newID() fsm.AppendID {

@@ -302,8 +302,15 @@ func serve(ctx context.Context, args, environ []string, stdout io.Writer) error 
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 	defer cancel()
 	if node.IsLeader() && len(peers) > 1 {
-		if err := node.Raft().LeadershipTransfer().Error(); err != nil {
-			logger.Warn("leadership transfer failed", "component", "serve", "err", err)
+		transfer := make(chan error, 1)
+		go func() { transfer <- node.Raft().LeadershipTransfer().Error() }()
+		select {
+		case err := <-transfer:
+			if err != nil {
+				logger.Warn("leadership transfer failed", "component", "serve", "err", err)
+			}
+		case <-sctx.Done():
+			logger.Warn("leadership transfer did not finish within shutdown_grace", "component", "serve")
 		}
 	}
 	stopped := make(chan struct{})
