@@ -166,55 +166,59 @@ func (c *LogCluster) Procs() []*Proc {
 // with Stop or Kill, until all answer 200; it fails as soon as one of them
 // has exited on its own, or when ctx ends or timeout passes.
 func (c *LogCluster) WaitReady(ctx context.Context, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var running []*LogNode
-	for _, nd := range c.Nodes {
-		if nd.Proc.Expected() {
-			running = append(running, nd)
+	return waitReady(ctx, timeout, c.Procs(), func(ctx context.Context, i int) (bool, string) {
+		status, body, err := httpGet(ctx, c.http, "http://"+c.Nodes[i].HTTPAddr+"/readyz")
+		switch {
+		case err != nil:
+			return false, err.Error()
+		case status != http.StatusOK:
+			return false, fmt.Sprintf("%s /readyz: %d %s", c.Nodes[i].ID, status, body)
 		}
-	}
-	return waitAll(ctx, len(running), func(i int) (bool, string, *Proc) {
-		nd := running[i]
-		ok, why := c.ready(ctx, nd)
-		return ok, why, nd.Proc
-	}, "log cluster", timeout)
+		return true, ""
+	}, "log cluster")
 }
 
-// ready reports whether nd's /readyz answers 200, and otherwise why not.
-func (c *LogCluster) ready(ctx context.Context, nd *LogNode) (bool, string) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+nd.HTTPAddr+"/readyz", nil)
+// httpGet fetches url and returns the status code and up to 512 bytes of
+// the body, trimmed.
+func httpGet(ctx context.Context, client *http.Client, url string) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return false, err.Error()
+		return 0, "", err
 	}
-	resp, err := c.http.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
-		return false, err.Error()
+		return 0, "", err
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	if resp.StatusCode != http.StatusOK {
-		return false, fmt.Sprintf("/readyz: %s %s", resp.Status, strings.TrimSpace(string(body)))
-	}
-	return true, ""
+	return resp.StatusCode, strings.TrimSpace(string(body)), nil
 }
 
-// waitAll polls check(i) for i in [0, n) every 50 ms until all are true.
-// It fails fast when a member's process exits, naming it and quoting the
-// end of its log.
-func waitAll(ctx context.Context, n int, check func(i int) (ok bool, why string, p *Proc), what string, timeout time.Duration) error {
-	ready := make([]bool, n)
-	why := make([]string, n)
+// waitReady polls check for every process of procs that is expected to run
+// (started, not stopped with Stop or Kill) until all are ready. It fails as
+// soon as one of them has exited on its own (with the end of its log), or
+// when ctx ends or timeout passes (naming why each pending one is not ready).
+func waitReady(ctx context.Context, timeout time.Duration, procs []*Proc, check func(ctx context.Context, i int) (ok bool, why string), what string) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var running []int
+	for i, p := range procs {
+		if p.Expected() {
+			running = append(running, i)
+		}
+	}
+	ready := make([]bool, len(procs))
+	why := make([]string, len(procs))
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		all := true
-		for i := range n {
+		for _, i := range running {
 			if ready[i] {
 				continue
 			}
-			ok, w, p := check(i)
-			if !p.Running() {
+			ok, w := check(ctx, i)
+			if p := procs[i]; !p.Running() {
 				return fmt.Errorf("%s: %s exited before it was ready (%v); end of %s:\n%s",
 					what, p.Name, exitText(p.ExitErr()), p.LogPath, p.LogTail(2048))
 			}
@@ -227,7 +231,7 @@ func waitAll(ctx context.Context, n int, check func(i int) (ok bool, why string,
 		select {
 		case <-ctx.Done():
 			var pending []string
-			for i := range n {
+			for _, i := range running {
 				if !ready[i] {
 					pending = append(pending, why[i])
 				}

@@ -164,39 +164,20 @@ func (c *EtcdCluster) Procs() []*Proc {
 // with Stop or Kill, until all report healthy; it fails as soon as one of
 // them has exited on its own, or when ctx ends or timeout passes.
 func (c *EtcdCluster) WaitReady(ctx context.Context, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var running []*EtcdMember
-	for _, m := range c.Members {
-		if m.Proc.Expected() {
-			running = append(running, m)
+	return waitReady(ctx, timeout, c.Procs(), func(ctx context.Context, i int) (bool, string) {
+		m := c.Members[i]
+		status, body, err := httpGet(ctx, c.http, m.ClientURL+"/health")
+		if err != nil {
+			return false, err.Error()
 		}
-	}
-	return waitAll(ctx, len(running), func(i int) (bool, string, *Proc) {
-		m := running[i]
-		ok, why := c.healthy(ctx, m)
-		return ok, why, m.Proc
-	}, "etcd cluster", timeout)
-}
-
-func (c *EtcdCluster) healthy(ctx context.Context, m *EtcdMember) (bool, string) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.ClientURL+"/health", nil)
-	if err != nil {
-		return false, err.Error()
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return false, err.Error()
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	var h struct {
-		Health string `json:"health"`
-	}
-	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &h) != nil || h.Health != "true" {
-		return false, fmt.Sprintf("%s /health: %s %s", m.Name, resp.Status, strings.TrimSpace(string(body)))
-	}
-	return true, ""
+		var h struct {
+			Health string `json:"health"`
+		}
+		if status != http.StatusOK || json.Unmarshal([]byte(body), &h) != nil || h.Health != "true" {
+			return false, fmt.Sprintf("%s /health: %d %s", m.Name, status, body)
+		}
+		return true, ""
+	}, "etcd cluster")
 }
 
 // Leader returns the index in Members of the current leader.
