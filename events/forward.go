@@ -157,6 +157,12 @@ func commandFromProto(c *eventspb.Command) (fsm.Command, error) {
 func (f *forwarder) client(addr string) (eventspb.LogClient, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	select {
+	case <-f.n.closed:
+		// close has run or will run: a new connection would leak.
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, errClosed)
+	default:
+	}
 	if c, ok := f.conns[addr]; ok {
 		return eventspb.NewLogClient(c), nil
 	}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/switchboard-io/switchboard/events/eventspb"
 	"github.com/switchboard-io/switchboard/internal/bench"
@@ -50,8 +49,12 @@ func TestProcessKillNineLosesNothing(t *testing.T) {
 	defer c.Stop()
 
 	clients := make([]eventspb.LogClient, 3)
+	dial, err := c.DialOption()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i, addr := range c.Addrs() {
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(addr, dial)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -138,6 +138,58 @@ func (Code) EnumDescriptor() ([]byte, []int) {
 	return file_log_proto_rawDescGZIP(), []int{1}
 }
 
+type Suffrage int32
+
+const (
+	Suffrage_SUFFRAGE_UNSPECIFIED Suffrage = 0
+	Suffrage_SUFFRAGE_VOTER       Suffrage = 1
+	Suffrage_SUFFRAGE_NONVOTER    Suffrage = 2
+	Suffrage_SUFFRAGE_STAGING     Suffrage = 3 // unused by hashicorp/raft today
+)
+
+// Enum value maps for Suffrage.
+var (
+	Suffrage_name = map[int32]string{
+		0: "SUFFRAGE_UNSPECIFIED",
+		1: "SUFFRAGE_VOTER",
+		2: "SUFFRAGE_NONVOTER",
+		3: "SUFFRAGE_STAGING",
+	}
+	Suffrage_value = map[string]int32{
+		"SUFFRAGE_UNSPECIFIED": 0,
+		"SUFFRAGE_VOTER":       1,
+		"SUFFRAGE_NONVOTER":    2,
+		"SUFFRAGE_STAGING":     3,
+	}
+)
+
+func (x Suffrage) Enum() *Suffrage {
+	p := new(Suffrage)
+	*p = x
+	return p
+}
+
+func (x Suffrage) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Suffrage) Descriptor() protoreflect.EnumDescriptor {
+	return file_log_proto_enumTypes[2].Descriptor()
+}
+
+func (Suffrage) Type() protoreflect.EnumType {
+	return &file_log_proto_enumTypes[2]
+}
+
+func (x Suffrage) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Suffrage.Descriptor instead.
+func (Suffrage) EnumDescriptor() ([]byte, []int) {
+	return file_log_proto_rawDescGZIP(), []int{2}
+}
+
 type Event struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Type          string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
@@ -959,6 +1011,330 @@ func (x *ForwardResponse) GetResults() []*AppendResponse {
 	return nil
 }
 
+type StatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatusRequest) Reset() {
+	*x = StatusRequest{}
+	mi := &file_log_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatusRequest) ProtoMessage() {}
+
+func (x *StatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_log_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
+func (*StatusRequest) Descriptor() ([]byte, []int) {
+	return file_log_proto_rawDescGZIP(), []int{13}
+}
+
+// A server of the Raft configuration.
+type Server struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"` // Raft address
+	Suffrage      Suffrage               `protobuf:"varint,3,opt,name=suffrage,proto3,enum=switchboard.events.v1.Suffrage" json:"suffrage,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Server) Reset() {
+	*x = Server{}
+	mi := &file_log_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Server) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Server) ProtoMessage() {}
+
+func (x *Server) ProtoReflect() protoreflect.Message {
+	mi := &file_log_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Server.ProtoReflect.Descriptor instead.
+func (*Server) Descriptor() ([]byte, []int) {
+	return file_log_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *Server) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Server) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *Server) GetSuffrage() Suffrage {
+	if x != nil {
+		return x.Suffrage
+	}
+	return Suffrage_SUFFRAGE_UNSPECIFIED
+}
+
+type StatusResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// Follower, Candidate, Leader or Shutdown.
+	RaftState    string `protobuf:"bytes,2,opt,name=raft_state,json=raftState,proto3" json:"raft_state,omitempty"`
+	Term         uint64 `protobuf:"varint,3,opt,name=term,proto3" json:"term,omitempty"`
+	LastLogIndex uint64 `protobuf:"varint,4,opt,name=last_log_index,json=lastLogIndex,proto3" json:"last_log_index,omitempty"`
+	CommitIndex  uint64 `protobuf:"varint,5,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
+	// The highest Raft index the node's event store has applied.
+	AppliedIndex uint64 `protobuf:"varint,6,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	// The leader as this node knows it; empty when it knows none.
+	LeaderId   string `protobuf:"bytes,7,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	LeaderAddr string `protobuf:"bytes,8,opt,name=leader_addr,json=leaderAddr,proto3" json:"leader_addr,omitempty"` // the leader's Raft address
+	// The node has Raft state (it was bootstrapped or has been added to a
+	// cluster): it must never bootstrap again.
+	HasState bool `protobuf:"varint,9,opt,name=has_state,json=hasState,proto3" json:"has_state,omitempty"`
+	// The latest configuration this node knows (possibly not yet committed).
+	Servers   []*Server `protobuf:"bytes,10,rep,name=servers,proto3" json:"servers,omitempty"`
+	Voters    uint32    `protobuf:"varint,11,opt,name=voters,proto3" json:"voters,omitempty"`
+	Nonvoters uint32    `protobuf:"varint,12,opt,name=nonvoters,proto3" json:"nonvoters,omitempty"`
+	// When the node last heard from a leader (0: never, or it leads).
+	LastContactUnixNano int64 `protobuf:"varint,13,opt,name=last_contact_unix_nano,json=lastContactUnixNano,proto3" json:"last_contact_unix_nano,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *StatusResponse) Reset() {
+	*x = StatusResponse{}
+	mi := &file_log_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatusResponse) ProtoMessage() {}
+
+func (x *StatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_log_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
+func (*StatusResponse) Descriptor() ([]byte, []int) {
+	return file_log_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *StatusResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *StatusResponse) GetRaftState() string {
+	if x != nil {
+		return x.RaftState
+	}
+	return ""
+}
+
+func (x *StatusResponse) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetLastLogIndex() uint64 {
+	if x != nil {
+		return x.LastLogIndex
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetCommitIndex() uint64 {
+	if x != nil {
+		return x.CommitIndex
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetLeaderId() string {
+	if x != nil {
+		return x.LeaderId
+	}
+	return ""
+}
+
+func (x *StatusResponse) GetLeaderAddr() string {
+	if x != nil {
+		return x.LeaderAddr
+	}
+	return ""
+}
+
+func (x *StatusResponse) GetHasState() bool {
+	if x != nil {
+		return x.HasState
+	}
+	return false
+}
+
+func (x *StatusResponse) GetServers() []*Server {
+	if x != nil {
+		return x.Servers
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetVoters() uint32 {
+	if x != nil {
+		return x.Voters
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetNonvoters() uint32 {
+	if x != nil {
+		return x.Nonvoters
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetLastContactUnixNano() int64 {
+	if x != nil {
+		return x.LastContactUnixNano
+	}
+	return 0
+}
+
+type RemoveServerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"` // Raft server id
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveServerRequest) Reset() {
+	*x = RemoveServerRequest{}
+	mi := &file_log_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveServerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveServerRequest) ProtoMessage() {}
+
+func (x *RemoveServerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_log_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveServerRequest.ProtoReflect.Descriptor instead.
+func (*RemoveServerRequest) Descriptor() ([]byte, []int) {
+	return file_log_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RemoveServerRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type RemoveServerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveServerResponse) Reset() {
+	*x = RemoveServerResponse{}
+	mi := &file_log_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveServerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveServerResponse) ProtoMessage() {}
+
+func (x *RemoveServerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_log_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveServerResponse.ProtoReflect.Descriptor instead.
+func (*RemoveServerResponse) Descriptor() ([]byte, []int) {
+	return file_log_proto_rawDescGZIP(), []int{17}
+}
+
 var File_log_proto protoreflect.FileDescriptor
 
 const file_log_proto_rawDesc = "" +
@@ -1019,7 +1395,32 @@ const file_log_proto_rawDesc = "" +
 	"\x0eForwardRequest\x12:\n" +
 	"\bcommands\x18\x01 \x03(\v2\x1e.switchboard.events.v1.CommandR\bcommands\"R\n" +
 	"\x0fForwardResponse\x12?\n" +
-	"\aresults\x18\x01 \x03(\v2%.switchboard.events.v1.AppendResponseR\aresults*z\n" +
+	"\aresults\x18\x01 \x03(\v2%.switchboard.events.v1.AppendResponseR\aresults\"\x0f\n" +
+	"\rStatusRequest\"o\n" +
+	"\x06Server\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12;\n" +
+	"\bsuffrage\x18\x03 \x01(\x0e2\x1f.switchboard.events.v1.SuffrageR\bsuffrage\"\xc9\x03\n" +
+	"\x0eStatusResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
+	"\n" +
+	"raft_state\x18\x02 \x01(\tR\traftState\x12\x12\n" +
+	"\x04term\x18\x03 \x01(\x04R\x04term\x12$\n" +
+	"\x0elast_log_index\x18\x04 \x01(\x04R\flastLogIndex\x12!\n" +
+	"\fcommit_index\x18\x05 \x01(\x04R\vcommitIndex\x12#\n" +
+	"\rapplied_index\x18\x06 \x01(\x04R\fappliedIndex\x12\x1b\n" +
+	"\tleader_id\x18\a \x01(\tR\bleaderId\x12\x1f\n" +
+	"\vleader_addr\x18\b \x01(\tR\n" +
+	"leaderAddr\x12\x1b\n" +
+	"\thas_state\x18\t \x01(\bR\bhasState\x127\n" +
+	"\aservers\x18\n" +
+	" \x03(\v2\x1d.switchboard.events.v1.ServerR\aservers\x12\x16\n" +
+	"\x06voters\x18\v \x01(\rR\x06voters\x12\x1c\n" +
+	"\tnonvoters\x18\f \x01(\rR\tnonvoters\x123\n" +
+	"\x16last_contact_unix_nano\x18\r \x01(\x03R\x13lastContactUnixNano\"%\n" +
+	"\x13RemoveServerRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x16\n" +
+	"\x14RemoveServerResponse*z\n" +
 	"\fExpectedKind\x12\x1d\n" +
 	"\x19EXPECTED_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13EXPECTED_KIND_EXACT\x10\x01\x12\x15\n" +
@@ -1031,14 +1432,21 @@ const file_log_proto_rawDesc = "" +
 	"\vCODE_FENCED\x10\x02\x12\x12\n" +
 	"\x0eCODE_TOO_LARGE\x10\x03\x12\x10\n" +
 	"\fCODE_INVALID\x10\x04\x12\x14\n" +
-	"\x10CODE_UNAVAILABLE\x10\x052\xcd\x03\n" +
+	"\x10CODE_UNAVAILABLE\x10\x05*e\n" +
+	"\bSuffrage\x12\x18\n" +
+	"\x14SUFFRAGE_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eSUFFRAGE_VOTER\x10\x01\x12\x15\n" +
+	"\x11SUFFRAGE_NONVOTER\x10\x02\x12\x14\n" +
+	"\x10SUFFRAGE_STAGING\x10\x032\x8d\x05\n" +
 	"\x03Log\x12U\n" +
 	"\x06Append\x12$.switchboard.events.v1.AppendRequest\x1a%.switchboard.events.v1.AppendResponse\x12R\n" +
 	"\x05Claim\x12#.switchboard.events.v1.ClaimRequest\x1a$.switchboard.events.v1.ClaimResponse\x12^\n" +
 	"\tReadIndex\x12'.switchboard.events.v1.ReadIndexRequest\x1a(.switchboard.events.v1.ReadIndexResponse\x12a\n" +
 	"\n" +
 	"ReadStream\x12(.switchboard.events.v1.ReadStreamRequest\x1a).switchboard.events.v1.ReadStreamResponse\x12X\n" +
-	"\aForward\x12%.switchboard.events.v1.ForwardRequest\x1a&.switchboard.events.v1.ForwardResponseB7Z5github.com/switchboard-io/switchboard/events/eventspbb\x06proto3"
+	"\aForward\x12%.switchboard.events.v1.ForwardRequest\x1a&.switchboard.events.v1.ForwardResponse\x12U\n" +
+	"\x06Status\x12$.switchboard.events.v1.StatusRequest\x1a%.switchboard.events.v1.StatusResponse\x12g\n" +
+	"\fRemoveServer\x12*.switchboard.events.v1.RemoveServerRequest\x1a+.switchboard.events.v1.RemoveServerResponseB7Z5github.com/switchboard-io/switchboard/events/eventspbb\x06proto3"
 
 var (
 	file_log_proto_rawDescOnce sync.Once
@@ -1052,50 +1460,62 @@ func file_log_proto_rawDescGZIP() []byte {
 	return file_log_proto_rawDescData
 }
 
-var file_log_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_log_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_log_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_log_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_log_proto_goTypes = []any{
-	(ExpectedKind)(0),          // 0: switchboard.events.v1.ExpectedKind
-	(Code)(0),                  // 1: switchboard.events.v1.Code
-	(*Event)(nil),              // 2: switchboard.events.v1.Event
-	(*AppendRequest)(nil),      // 3: switchboard.events.v1.AppendRequest
-	(*AppendResponse)(nil),     // 4: switchboard.events.v1.AppendResponse
-	(*ClaimRequest)(nil),       // 5: switchboard.events.v1.ClaimRequest
-	(*ClaimResponse)(nil),      // 6: switchboard.events.v1.ClaimResponse
-	(*ReadIndexRequest)(nil),   // 7: switchboard.events.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),  // 8: switchboard.events.v1.ReadIndexResponse
-	(*ReadStreamRequest)(nil),  // 9: switchboard.events.v1.ReadStreamRequest
-	(*RecordedEvent)(nil),      // 10: switchboard.events.v1.RecordedEvent
-	(*ReadStreamResponse)(nil), // 11: switchboard.events.v1.ReadStreamResponse
-	(*Command)(nil),            // 12: switchboard.events.v1.Command
-	(*ForwardRequest)(nil),     // 13: switchboard.events.v1.ForwardRequest
-	(*ForwardResponse)(nil),    // 14: switchboard.events.v1.ForwardResponse
+	(ExpectedKind)(0),            // 0: switchboard.events.v1.ExpectedKind
+	(Code)(0),                    // 1: switchboard.events.v1.Code
+	(Suffrage)(0),                // 2: switchboard.events.v1.Suffrage
+	(*Event)(nil),                // 3: switchboard.events.v1.Event
+	(*AppendRequest)(nil),        // 4: switchboard.events.v1.AppendRequest
+	(*AppendResponse)(nil),       // 5: switchboard.events.v1.AppendResponse
+	(*ClaimRequest)(nil),         // 6: switchboard.events.v1.ClaimRequest
+	(*ClaimResponse)(nil),        // 7: switchboard.events.v1.ClaimResponse
+	(*ReadIndexRequest)(nil),     // 8: switchboard.events.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),    // 9: switchboard.events.v1.ReadIndexResponse
+	(*ReadStreamRequest)(nil),    // 10: switchboard.events.v1.ReadStreamRequest
+	(*RecordedEvent)(nil),        // 11: switchboard.events.v1.RecordedEvent
+	(*ReadStreamResponse)(nil),   // 12: switchboard.events.v1.ReadStreamResponse
+	(*Command)(nil),              // 13: switchboard.events.v1.Command
+	(*ForwardRequest)(nil),       // 14: switchboard.events.v1.ForwardRequest
+	(*ForwardResponse)(nil),      // 15: switchboard.events.v1.ForwardResponse
+	(*StatusRequest)(nil),        // 16: switchboard.events.v1.StatusRequest
+	(*Server)(nil),               // 17: switchboard.events.v1.Server
+	(*StatusResponse)(nil),       // 18: switchboard.events.v1.StatusResponse
+	(*RemoveServerRequest)(nil),  // 19: switchboard.events.v1.RemoveServerRequest
+	(*RemoveServerResponse)(nil), // 20: switchboard.events.v1.RemoveServerResponse
 }
 var file_log_proto_depIdxs = []int32{
 	0,  // 0: switchboard.events.v1.AppendRequest.expected_kind:type_name -> switchboard.events.v1.ExpectedKind
-	2,  // 1: switchboard.events.v1.AppendRequest.events:type_name -> switchboard.events.v1.Event
+	3,  // 1: switchboard.events.v1.AppendRequest.events:type_name -> switchboard.events.v1.Event
 	1,  // 2: switchboard.events.v1.AppendResponse.code:type_name -> switchboard.events.v1.Code
 	1,  // 3: switchboard.events.v1.ClaimResponse.code:type_name -> switchboard.events.v1.Code
-	10, // 4: switchboard.events.v1.ReadStreamResponse.events:type_name -> switchboard.events.v1.RecordedEvent
-	3,  // 5: switchboard.events.v1.Command.append:type_name -> switchboard.events.v1.AppendRequest
-	5,  // 6: switchboard.events.v1.Command.claim:type_name -> switchboard.events.v1.ClaimRequest
-	12, // 7: switchboard.events.v1.ForwardRequest.commands:type_name -> switchboard.events.v1.Command
-	4,  // 8: switchboard.events.v1.ForwardResponse.results:type_name -> switchboard.events.v1.AppendResponse
-	3,  // 9: switchboard.events.v1.Log.Append:input_type -> switchboard.events.v1.AppendRequest
-	5,  // 10: switchboard.events.v1.Log.Claim:input_type -> switchboard.events.v1.ClaimRequest
-	7,  // 11: switchboard.events.v1.Log.ReadIndex:input_type -> switchboard.events.v1.ReadIndexRequest
-	9,  // 12: switchboard.events.v1.Log.ReadStream:input_type -> switchboard.events.v1.ReadStreamRequest
-	13, // 13: switchboard.events.v1.Log.Forward:input_type -> switchboard.events.v1.ForwardRequest
-	4,  // 14: switchboard.events.v1.Log.Append:output_type -> switchboard.events.v1.AppendResponse
-	6,  // 15: switchboard.events.v1.Log.Claim:output_type -> switchboard.events.v1.ClaimResponse
-	8,  // 16: switchboard.events.v1.Log.ReadIndex:output_type -> switchboard.events.v1.ReadIndexResponse
-	11, // 17: switchboard.events.v1.Log.ReadStream:output_type -> switchboard.events.v1.ReadStreamResponse
-	14, // 18: switchboard.events.v1.Log.Forward:output_type -> switchboard.events.v1.ForwardResponse
-	14, // [14:19] is the sub-list for method output_type
-	9,  // [9:14] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	11, // 4: switchboard.events.v1.ReadStreamResponse.events:type_name -> switchboard.events.v1.RecordedEvent
+	4,  // 5: switchboard.events.v1.Command.append:type_name -> switchboard.events.v1.AppendRequest
+	6,  // 6: switchboard.events.v1.Command.claim:type_name -> switchboard.events.v1.ClaimRequest
+	13, // 7: switchboard.events.v1.ForwardRequest.commands:type_name -> switchboard.events.v1.Command
+	5,  // 8: switchboard.events.v1.ForwardResponse.results:type_name -> switchboard.events.v1.AppendResponse
+	2,  // 9: switchboard.events.v1.Server.suffrage:type_name -> switchboard.events.v1.Suffrage
+	17, // 10: switchboard.events.v1.StatusResponse.servers:type_name -> switchboard.events.v1.Server
+	4,  // 11: switchboard.events.v1.Log.Append:input_type -> switchboard.events.v1.AppendRequest
+	6,  // 12: switchboard.events.v1.Log.Claim:input_type -> switchboard.events.v1.ClaimRequest
+	8,  // 13: switchboard.events.v1.Log.ReadIndex:input_type -> switchboard.events.v1.ReadIndexRequest
+	10, // 14: switchboard.events.v1.Log.ReadStream:input_type -> switchboard.events.v1.ReadStreamRequest
+	14, // 15: switchboard.events.v1.Log.Forward:input_type -> switchboard.events.v1.ForwardRequest
+	16, // 16: switchboard.events.v1.Log.Status:input_type -> switchboard.events.v1.StatusRequest
+	19, // 17: switchboard.events.v1.Log.RemoveServer:input_type -> switchboard.events.v1.RemoveServerRequest
+	5,  // 18: switchboard.events.v1.Log.Append:output_type -> switchboard.events.v1.AppendResponse
+	7,  // 19: switchboard.events.v1.Log.Claim:output_type -> switchboard.events.v1.ClaimResponse
+	9,  // 20: switchboard.events.v1.Log.ReadIndex:output_type -> switchboard.events.v1.ReadIndexResponse
+	12, // 21: switchboard.events.v1.Log.ReadStream:output_type -> switchboard.events.v1.ReadStreamResponse
+	15, // 22: switchboard.events.v1.Log.Forward:output_type -> switchboard.events.v1.ForwardResponse
+	18, // 23: switchboard.events.v1.Log.Status:output_type -> switchboard.events.v1.StatusResponse
+	20, // 24: switchboard.events.v1.Log.RemoveServer:output_type -> switchboard.events.v1.RemoveServerResponse
+	18, // [18:25] is the sub-list for method output_type
+	11, // [11:18] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_log_proto_init() }
@@ -1112,8 +1532,8 @@ func file_log_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_log_proto_rawDesc), len(file_log_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   13,
+			NumEnums:      3,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,11 +23,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Log_Append_FullMethodName     = "/switchboard.events.v1.Log/Append"
-	Log_Claim_FullMethodName      = "/switchboard.events.v1.Log/Claim"
-	Log_ReadIndex_FullMethodName  = "/switchboard.events.v1.Log/ReadIndex"
-	Log_ReadStream_FullMethodName = "/switchboard.events.v1.Log/ReadStream"
-	Log_Forward_FullMethodName    = "/switchboard.events.v1.Log/Forward"
+	Log_Append_FullMethodName       = "/switchboard.events.v1.Log/Append"
+	Log_Claim_FullMethodName        = "/switchboard.events.v1.Log/Claim"
+	Log_ReadIndex_FullMethodName    = "/switchboard.events.v1.Log/ReadIndex"
+	Log_ReadStream_FullMethodName   = "/switchboard.events.v1.Log/ReadStream"
+	Log_Forward_FullMethodName      = "/switchboard.events.v1.Log/Forward"
+	Log_Status_FullMethodName       = "/switchboard.events.v1.Log/Status"
+	Log_RemoveServer_FullMethodName = "/switchboard.events.v1.Log/RemoveServer"
 )
 
 // LogClient is the client API for Log service.
@@ -55,6 +57,18 @@ type LogClient interface {
 	// the receiver never forwards again. Every command carries an id, so the
 	// sender may retry any of them after a transport error.
 	Forward(ctx context.Context, in *ForwardRequest, opts ...grpc.CallOption) (*ForwardResponse, error)
+	// Status reports the answering node's own view of Raft and of its event
+	// store. It is answered locally, never forwarded; the leader uses it to
+	// decide whether a non-voter has caught up.
+	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
+	// RemoveServer removes a server from the Raft configuration. Any member
+	// accepts it and forwards it to the leader. It answers once a committed
+	// configuration no longer contains the server (at once when it is not in
+	// the configuration: retries are safe). INVALID_ARGUMENT: the id is
+	// malformed; FAILED_PRECONDITION: the server is the last voter;
+	// UNAVAILABLE: no leader could be reached before the deadline (retry).
+	// Node-to-node: it is meant for members only (mutual TLS authenticates them).
+	RemoveServer(ctx context.Context, in *RemoveServerRequest, opts ...grpc.CallOption) (*RemoveServerResponse, error)
 }
 
 type logClient struct {
@@ -115,6 +129,26 @@ func (c *logClient) Forward(ctx context.Context, in *ForwardRequest, opts ...grp
 	return out, nil
 }
 
+func (c *logClient) Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StatusResponse)
+	err := c.cc.Invoke(ctx, Log_Status_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *logClient) RemoveServer(ctx context.Context, in *RemoveServerRequest, opts ...grpc.CallOption) (*RemoveServerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveServerResponse)
+	err := c.cc.Invoke(ctx, Log_RemoveServer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // LogServer is the server API for Log service.
 // All implementations must embed UnimplementedLogServer
 // for forward compatibility.
@@ -140,6 +174,18 @@ type LogServer interface {
 	// the receiver never forwards again. Every command carries an id, so the
 	// sender may retry any of them after a transport error.
 	Forward(context.Context, *ForwardRequest) (*ForwardResponse, error)
+	// Status reports the answering node's own view of Raft and of its event
+	// store. It is answered locally, never forwarded; the leader uses it to
+	// decide whether a non-voter has caught up.
+	Status(context.Context, *StatusRequest) (*StatusResponse, error)
+	// RemoveServer removes a server from the Raft configuration. Any member
+	// accepts it and forwards it to the leader. It answers once a committed
+	// configuration no longer contains the server (at once when it is not in
+	// the configuration: retries are safe). INVALID_ARGUMENT: the id is
+	// malformed; FAILED_PRECONDITION: the server is the last voter;
+	// UNAVAILABLE: no leader could be reached before the deadline (retry).
+	// Node-to-node: it is meant for members only (mutual TLS authenticates them).
+	RemoveServer(context.Context, *RemoveServerRequest) (*RemoveServerResponse, error)
 	mustEmbedUnimplementedLogServer()
 }
 
@@ -164,6 +210,12 @@ func (UnimplementedLogServer) ReadStream(context.Context, *ReadStreamRequest) (*
 }
 func (UnimplementedLogServer) Forward(context.Context, *ForwardRequest) (*ForwardResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Forward not implemented")
+}
+func (UnimplementedLogServer) Status(context.Context, *StatusRequest) (*StatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Status not implemented")
+}
+func (UnimplementedLogServer) RemoveServer(context.Context, *RemoveServerRequest) (*RemoveServerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveServer not implemented")
 }
 func (UnimplementedLogServer) mustEmbedUnimplementedLogServer() {}
 func (UnimplementedLogServer) testEmbeddedByValue()             {}
@@ -276,6 +328,42 @@ func _Log_Forward_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Log_Status_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LogServer).Status(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Log_Status_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LogServer).Status(ctx, req.(*StatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Log_RemoveServer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveServerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LogServer).RemoveServer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Log_RemoveServer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LogServer).RemoveServer(ctx, req.(*RemoveServerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Log_ServiceDesc is the grpc.ServiceDesc for Log service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -302,6 +390,14 @@ var Log_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Forward",
 			Handler:    _Log_Forward_Handler,
+		},
+		{
+			MethodName: "Status",
+			Handler:    _Log_Status_Handler,
+		},
+		{
+			MethodName: "RemoveServer",
+			Handler:    _Log_RemoveServer_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -31,6 +31,10 @@ type Options struct {
 	Configure func(*events.Config)
 	Logger    *slog.Logger
 	Net       *faultnet.Network // nil = a new one
+	// NoBootstrap starts every node without a Bootstrap list: no cluster
+	// forms until something bootstraps one (Node.BootstrapCluster, e.g. a
+	// bootstrap_expect reconciler).
+	NoBootstrap bool
 }
 
 // Member is one node of the cluster.
@@ -54,15 +58,18 @@ func (m *Member) Node() *events.Node {
 
 // Cluster is a set of in-process nodes.
 type Cluster struct {
-	Net     *faultnet.Network
-	opts    Options
+	Net  *faultnet.Network
+	opts Options
+	dir  string
+
+	mu      sync.RWMutex // guards members and byID (Add runs while nodes resolve ids)
 	members []*Member
 	byID    map[string]*Member
 }
 
 // Start creates n nodes named n1..nN under dir and bootstraps them as one
-// cluster. It returns once every node runs (not necessarily with a leader:
-// use WaitLeader).
+// cluster (unless opts.NoBootstrap). It returns once every node runs (not
+// necessarily with a leader: use Leader).
 func Start(dir string, n int, opts Options) (*Cluster, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -70,30 +77,58 @@ func Start(dir string, n int, opts Options) (*Cluster, error) {
 	if opts.Net == nil {
 		opts.Net = faultnet.New(faultnet.WithLogger(opts.Logger))
 	}
-	c := &Cluster{Net: opts.Net, opts: opts, byID: map[string]*Member{}}
+	c := &Cluster{Net: opts.Net, opts: opts, dir: dir, byID: map[string]*Member{}}
 	var boot []raft.Server
 	for i := 1; i <= n; i++ {
-		raftAddr, err := freeAddr()
+		m, err := c.newMember()
 		if err != nil {
 			return nil, err
 		}
-		apiAddr, err := freeAddr()
-		if err != nil {
-			return nil, err
-		}
-		m := &Member{ID: fmt.Sprintf("n%d", i), RaftAddr: raftAddr, APIAddr: apiAddr, Dir: filepath.Join(dir, fmt.Sprintf("n%d", i))}
-		c.members = append(c.members, m)
-		c.byID[m.ID] = m
-		c.Net.Register(m.ID, raftAddr, apiAddr)
-		boot = append(boot, raft.Server{ID: raft.ServerID(m.ID), Address: raft.ServerAddress(raftAddr), Suffrage: raft.Voter})
+		boot = append(boot, raft.Server{ID: raft.ServerID(m.ID), Address: raft.ServerAddress(m.RaftAddr), Suffrage: raft.Voter})
 	}
-	for _, m := range c.members {
+	if opts.NoBootstrap {
+		boot = nil
+	}
+	for _, m := range c.Members() {
 		if err := c.start(m, boot); err != nil {
 			c.Close()
 			return nil, err
 		}
 	}
 	return c, nil
+}
+
+// newMember picks the addresses of the next member (n<k+1>) and registers it.
+func (c *Cluster) newMember() (*Member, error) {
+	raftAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	apiAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id := fmt.Sprintf("n%d", len(c.members)+1)
+	m := &Member{ID: id, RaftAddr: raftAddr, APIAddr: apiAddr, Dir: filepath.Join(c.dir, id)}
+	c.members = append(c.members, m)
+	c.byID[m.ID] = m
+	c.Net.Register(m.ID, raftAddr, apiAddr)
+	return m, nil
+}
+
+// Add starts one more node (named n<k+1>) with no Raft state and no
+// Bootstrap list: it takes part once a leader adds it to the configuration.
+func (c *Cluster) Add() (*Member, error) {
+	m, err := c.newMember()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.start(m, nil); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 func freeAddr() (string, error) {
@@ -138,7 +173,7 @@ func (c *Cluster) start(m *Member, boot []raft.Server) error {
 		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) { return dial(ctx, "tcp", addr) }),
 	}
 	cfg.ResolveAPI = func(id raft.ServerID) (string, bool) {
-		if o, ok := c.byID[string(id)]; ok {
+		if o := c.Member(string(id)); o != nil {
 			return o.APIAddr, true
 		}
 		return "", false
@@ -181,15 +216,23 @@ func listenRetry(addr string) (net.Listener, error) {
 	}
 }
 
-// Members returns the members in name order.
-func (c *Cluster) Members() []*Member { return c.members }
+// Members returns the members in the order they were created (n1, n2, ...).
+func (c *Cluster) Members() []*Member {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return append([]*Member(nil), c.members...)
+}
 
-// Member returns a member by id.
-func (c *Cluster) Member(id string) *Member { return c.byID[id] }
+// Member returns a member by id, or nil.
+func (c *Cluster) Member(id string) *Member {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.byID[id]
+}
 
 // Stop stops a member (Raft shut down, database closed) keeping its data.
 func (c *Cluster) Stop(id string) error {
-	m := c.byID[id]
+	m := c.Member(id)
 	m.mu.Lock()
 	node, gs := m.node, m.grpc
 	m.node, m.grpc = nil, nil
@@ -203,7 +246,7 @@ func (c *Cluster) Stop(id string) error {
 
 // Restart starts a stopped member again from its data directory.
 func (c *Cluster) Restart(id string) error {
-	m := c.byID[id]
+	m := c.Member(id)
 	if m.Node() != nil {
 		return fmt.Errorf("localcluster: %s is running", id)
 	}
@@ -216,7 +259,7 @@ func (c *Cluster) Leader(ctx context.Context) (*Member, error) {
 		var leaders []string
 		agreed := true
 		var seen string
-		for _, m := range c.members {
+		for _, m := range c.Members() {
 			n := m.Node()
 			if n == nil {
 				continue
@@ -232,7 +275,7 @@ func (c *Cluster) Leader(ctx context.Context) (*Member, error) {
 			}
 		}
 		if len(leaders) == 1 && agreed && seen == leaders[0] {
-			return c.byID[leaders[0]], nil
+			return c.Member(leaders[0]), nil
 		}
 		select {
 		case <-ctx.Done():
@@ -253,7 +296,7 @@ func (c *Cluster) WaitConverged(ctx context.Context) error {
 		}
 		target := l.Node().Raft().LastIndex()
 		ok := true
-		for _, m := range c.members {
+		for _, m := range c.Members() {
 			n := m.Node()
 			if n == nil {
 				continue
@@ -276,7 +319,7 @@ func (c *Cluster) WaitConverged(ctx context.Context) error {
 // Close stops every member.
 func (c *Cluster) Close() error {
 	var errs []error
-	for _, m := range c.members {
+	for _, m := range c.Members() {
 		if err := c.Stop(m.ID); err != nil {
 			errs = append(errs, err)
 		}
