@@ -14,7 +14,7 @@ DURATION ?= 10s
 PEER ?= none
 ROUNDS ?= 3
 
-.PHONY: help build run test test-short bench bench-log lint fuzz proto tools clean
+.PHONY: help build run cluster test test-short bench bench-log lint fuzz proto tools clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -25,8 +25,12 @@ build: ## build bin/switchboard (static)
 run: build ## start a single node with embedded defaults (data in ./data)
 	$(BIN)/switchboard serve --data-dir ./data
 
-test: ## the whole test suite, race detector on
+cluster: build ## three local nodes with a shared CA and gossip key (data in ./data/cluster); Ctrl-C stops them
+	scripts/cluster.sh $(BIN)/switchboard ./data/cluster
+
+test: ## the whole test suite, race detector on; then the norace tests (races inside protoactor-go, see docs/architecture.md)
 	$(GO) test -race -count=1 -timeout 10m ./...
+	$(GO) test -count=1 -timeout 10m -run NoRace ./...
 
 test-short: ## quick unit tests only
 	$(GO) test -short -count=1 ./...
@@ -51,8 +55,10 @@ proto: ## regenerate protobuf code (installs protoc from Debian if missing)
 	@command -v protoc >/dev/null || (apt-get update -qq && apt-get install -y -qq protobuf-compiler)
 	GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	GOBIN=$(BIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
-	PATH=$(BIN):$$PATH protoc -I events/eventspb --go_out=paths=source_relative:events/eventspb \
-	  --go-grpc_out=paths=source_relative:events/eventspb events/eventspb/log.proto
+	@set -e; for f in $$(find events actors cluster gateway projections -name '*.proto' 2>/dev/null | sort); do \
+	  d=$$(dirname $$f); echo "protoc $$f"; \
+	  PATH=$(BIN):$$PATH protoc -I $$d --go_out=paths=source_relative:$$d --go-grpc_out=paths=source_relative:$$d $$f; \
+	done
 
 tools: ## install pinned developer tools into ./bin
 	@test -x $(BIN)/staticcheck || GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)

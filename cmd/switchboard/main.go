@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/switchboard-io/switchboard/cluster/membership"
 	"github.com/switchboard-io/switchboard/internal/bench"
 )
 
@@ -21,6 +22,8 @@ const usage = `switchboard: a self-hosted, clustered edge for enterprise communi
 Usage:
   switchboard serve [flags]        run a node (switchboard serve --help lists every key)
   switchboard bench log [flags]    benchmark the replicated event log (3 local nodes)
+  switchboard tls ca|cert create   create the cluster CA or a node certificate (node-to-node mutual TLS)
+  switchboard gossip-key           print a new random gossip encryption key (gossip.key)
   switchboard version              print the version
 `
 
@@ -45,6 +48,10 @@ func run(args []string) int {
 			return 2
 		}
 		err = bench.RunLog(ctx, args[2:], os.Stdout)
+	case "tls":
+		err = tlsCmd(args[1:], os.Stdout)
+	case "gossip-key":
+		fmt.Println(membership.GenerateSecretKey())
 	case "version":
 		fmt.Println(version)
 	case "help", "-h", "--help":

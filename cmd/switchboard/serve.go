@@ -15,13 +15,18 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/raft"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
-	"github.com/switchboard-io/switchboard/chaos/faultnet"
+	"github.com/switchboard-io/switchboard/actors/entity"
+	"github.com/switchboard-io/switchboard/cluster"
+	"github.com/switchboard-io/switchboard/cluster/membership"
+	"github.com/switchboard-io/switchboard/cluster/tlsutil"
+	"github.com/switchboard-io/switchboard/cluster/voters"
 	"github.com/switchboard-io/switchboard/events"
 	"github.com/switchboard-io/switchboard/events/eventspb"
 	"github.com/switchboard-io/switchboard/internal/conf"
@@ -29,21 +34,53 @@ import (
 
 // ServeConfig is the configuration of `switchboard serve`.
 type ServeConfig struct {
-	NodeID        string        `conf:"node_id" help:"stable name of this node (default: the host name)"`
-	DataDir       string        `conf:"data_dir" help:"directory for the node's database and snapshots"`
-	RaftBind      string        `conf:"raft_bind" help:"host:port for Raft traffic between nodes"`
-	RaftAdvertise string        `conf:"raft_advertise" help:"Raft address other nodes dial (default: raft_bind)"`
-	APIBind       string        `conf:"api_bind" help:"host:port of the node gRPC API (log forwarding)"`
-	APIAdvertise  string        `conf:"api_advertise" help:"API address other nodes dial (default: api_bind)"`
-	HTTPBind      string        `conf:"http_bind" help:"host:port for /healthz, /readyz and /metrics"`
-	Peers         []string      `conf:"peers" help:"static cluster members as id=raft_addr=api_addr, comma-separated (this node included)"`
-	Bootstrap     bool          `conf:"bootstrap" help:"bootstrap a new cluster from peers (or alone) when the node has no state"`
-	LogLevel      string        `conf:"log_level" help:"debug, info, warn or error"`
-	LogFormat     string        `conf:"log_format" help:"text or json"`
-	EnablePprof   bool          `conf:"enable_pprof" help:"serve Go profiles under /debug/pprof/ on http_bind"`
-	ShutdownGrace time.Duration `conf:"shutdown_grace" help:"how long SIGTERM may take before the node stops hard"`
-	Raft          RaftConfig    `conf:"raft"`
-	Limits        LimitsConfig  `conf:"limits"`
+	NodeID          string        `conf:"node_id" help:"stable name of this node: Raft id, gossip name, certificate name (default: the host name)"`
+	DataDir         string        `conf:"data_dir" help:"directory for the node's database, snapshots and development certificates"`
+	RaftBind        string        `conf:"raft_bind" help:"host:port for Raft traffic between nodes"`
+	RaftAdvertise   string        `conf:"raft_advertise" help:"Raft address other nodes dial (default: raft_bind)"`
+	APIBind         string        `conf:"api_bind" help:"host:port of the node gRPC API (log forwarding, status)"`
+	APIAdvertise    string        `conf:"api_advertise" help:"API address other nodes dial (default: api_bind)"`
+	HTTPBind        string        `conf:"http_bind" help:"host:port for /healthz, /readyz and /metrics"`
+	GossipBind      string        `conf:"gossip_bind" help:"host:port (UDP and TCP) for membership gossip"`
+	GossipAdvertise string        `conf:"gossip_advertise" help:"gossip address other nodes use (default: gossip_bind)"`
+	ActorBind       string        `conf:"actor_bind" help:"host:port of the actor system (grain messages between nodes)"`
+	ActorAdvertise  string        `conf:"actor_advertise" help:"actor address other nodes dial (default: actor_bind)"`
+	Join            []string      `conf:"join" help:"gossip addresses of nodes to join, comma-separated; empty and bootstrap_expect 0 = start a new cluster alone"`
+	BootstrapExpect int           `conf:"bootstrap_expect" help:"start a new cluster once this many nodes without Raft state have joined (0 = off)"`
+	LogLevel        string        `conf:"log_level" help:"debug, info, warn or error"`
+	LogFormat       string        `conf:"log_format" help:"text or json"`
+	EnablePprof     bool          `conf:"enable_pprof" help:"serve Go profiles under /debug/pprof/ on http_bind"`
+	ShutdownGrace   time.Duration `conf:"shutdown_grace" help:"how long SIGTERM may take before the node stops hard"`
+	Gossip          GossipConfig  `conf:"gossip"`
+	TLS             TLSConfig     `conf:"tls"`
+	Cluster         ClusterConfig `conf:"cluster"`
+	Raft            RaftConfig    `conf:"raft"`
+	Limits          LimitsConfig  `conf:"limits"`
+}
+
+// GossipConfig holds the membership keys.
+type GossipConfig struct {
+	Key            string        `conf:"key" help:"base64 key (16, 24 or 32 bytes) encrypting gossip; same on every node (switchboard gossip-key prints a new one)"`
+	ProbeInterval  time.Duration `conf:"probe_interval" help:"time between failure-detector probes"`
+	ProbeTimeout   time.Duration `conf:"probe_timeout" help:"wait for a probe ack before indirect probes (about the p99 round trip)"`
+	SuspicionMult  int           `conf:"suspicion_mult" help:"suspicion timeout in probe intervals (times log10 of the cluster size)"`
+	GossipInterval time.Duration `conf:"interval" help:"time between gossip rounds"`
+}
+
+// TLSConfig names the node-to-node certificate files. All empty = development
+// certificates generated under data_dir/tls (never for production).
+type TLSConfig struct {
+	CAFile   string `conf:"ca_file" help:"PEM file of the cluster CA (switchboard tls ca create)"`
+	CertFile string `conf:"cert_file" help:"PEM file of this node's certificate (switchboard tls cert create --node NODE_ID)"`
+	KeyFile  string `conf:"key_file" help:"PEM file of this node's private key"`
+}
+
+// ClusterConfig holds the membership-driven Raft and grain keys.
+type ClusterConfig struct {
+	DeadServerGrace   time.Duration `conf:"dead_server_grace" help:"a dead or departed node is removed from Raft after this long"`
+	StabilizationTime time.Duration `conf:"stabilization_time" help:"a new node must be caught up this long before it becomes a voter"`
+	GrainIdleTimeout  time.Duration `conf:"grain_idle_timeout" help:"a grain with no message for this long is passivated"`
+	LookupTimeout     time.Duration `conf:"lookup_timeout" help:"bound on one grain activation request to its owner"`
 }
 
 // RaftConfig holds the Raft timings.
@@ -69,6 +106,9 @@ type LimitsConfig struct {
 // its data in ./data.
 func DefaultServeConfig() ServeConfig {
 	ec := events.DefaultConfig()
+	gc := membership.DefaultConfig()
+	vc := voters.DefaultConfig()
+	eo := entity.DefaultOptions()
 	host, _ := os.Hostname()
 	return ServeConfig{
 		NodeID:        host,
@@ -76,10 +116,19 @@ func DefaultServeConfig() ServeConfig {
 		RaftBind:      "127.0.0.1:7400",
 		APIBind:       "127.0.0.1:7401",
 		HTTPBind:      "127.0.0.1:7402",
-		Bootstrap:     true,
+		GossipBind:    "127.0.0.1:7403",
+		ActorBind:     "127.0.0.1:7404",
 		LogLevel:      "info",
 		LogFormat:     "text",
 		ShutdownGrace: 10 * time.Second,
+		Gossip: GossipConfig{
+			ProbeInterval: gc.ProbeInterval, ProbeTimeout: gc.ProbeTimeout,
+			SuspicionMult: gc.SuspicionMult, GossipInterval: gc.GossipInterval,
+		},
+		Cluster: ClusterConfig{
+			DeadServerGrace: vc.DeadServerGrace, StabilizationTime: vc.StabilizationTime,
+			GrainIdleTimeout: eo.IdleTimeout, LookupTimeout: time.Second,
+		},
 		Raft: RaftConfig{
 			HeartbeatTimeout: ec.Raft.HeartbeatTimeout, ElectionTimeout: ec.Raft.ElectionTimeout,
 			LeaderLeaseTimeout: ec.Raft.LeaderLeaseTimeout, CommitTimeout: ec.Raft.CommitTimeout,
@@ -91,35 +140,6 @@ func DefaultServeConfig() ServeConfig {
 			MaxAppendSize: ec.Limits.MaxAppendSize,
 		},
 	}
-}
-
-type peer struct{ id, raft, api string }
-
-func (c ServeConfig) peers() ([]peer, []string) {
-	var out []peer
-	var errs []string
-	seen := map[string]bool{}
-	for _, p := range c.Peers {
-		parts := strings.Split(p, "=")
-		if len(parts) != 3 || parts[0] == "" {
-			errs = append(errs, fmt.Sprintf("peers: %q is not id=raft_host:port=api_host:port", p))
-			continue
-		}
-		for _, a := range parts[1:] {
-			if _, _, err := net.SplitHostPort(a); err != nil {
-				errs = append(errs, fmt.Sprintf("peers: %q: %q is not host:port", p, a))
-			}
-		}
-		if seen[parts[0]] {
-			errs = append(errs, fmt.Sprintf("peers: id %q is listed twice", parts[0]))
-		}
-		seen[parts[0]] = true
-		out = append(out, peer{parts[0], parts[1], parts[2]})
-	}
-	if len(out) > 0 && !seen[c.NodeID] {
-		errs = append(errs, fmt.Sprintf("peers: this node (node_id %q) must be listed", c.NodeID))
-	}
-	return out, errs
 }
 
 // eventsConfig derives the event log configuration.
@@ -149,13 +169,32 @@ func (c ServeConfig) Validate() error {
 	if c.NodeID == "" {
 		errs = append(errs, "node_id: must be set (e.g. --node-id n1)")
 	}
-	for _, l := range []struct{ key, v string }{{"raft_bind", c.RaftBind}, {"api_bind", c.APIBind}, {"http_bind", c.HTTPBind}} {
+	for _, l := range []struct{ key, v string }{{"raft_bind", c.RaftBind}, {"api_bind", c.APIBind}, {"http_bind", c.HTTPBind},
+		{"gossip_bind", c.GossipBind}, {"actor_bind", c.ActorBind}} {
 		if _, _, err := net.SplitHostPort(l.v); err != nil {
 			errs = append(errs, fmt.Sprintf("%s: %q is not host:port (e.g. 127.0.0.1:7400)", l.key, l.v))
 		}
 	}
-	_, perrs := c.peers()
-	errs = append(errs, perrs...)
+	for _, l := range []struct{ key, v string }{{"raft_advertise", c.RaftAdvertise}, {"api_advertise", c.APIAdvertise},
+		{"actor_advertise", c.ActorAdvertise}} {
+		if l.v == "" {
+			continue
+		}
+		if h, _, err := net.SplitHostPort(l.v); err != nil || h == "" || net.ParseIP(h) != nil && net.ParseIP(h).IsUnspecified() {
+			errs = append(errs, fmt.Sprintf("%s: %q is not a host:port other nodes can dial", l.key, l.v))
+		}
+	}
+	for _, j := range c.Join {
+		if _, _, err := net.SplitHostPort(j); err != nil {
+			errs = append(errs, fmt.Sprintf("join: %q is not host:port of another node's gossip_bind", j))
+		}
+	}
+	if c.BootstrapExpect < 0 {
+		errs = append(errs, fmt.Sprintf("bootstrap_expect: %d is negative (0 = off, N = wait for N nodes)", c.BootstrapExpect))
+	}
+	if c.BootstrapExpect > 1 && len(c.Join) == 0 {
+		errs = append(errs, fmt.Sprintf("join: must list the other nodes' gossip addresses when bootstrap_expect is %d", c.BootstrapExpect))
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -167,16 +206,63 @@ func (c ServeConfig) Validate() error {
 	if c.ShutdownGrace <= 0 {
 		errs = append(errs, "shutdown_grace: must be positive (e.g. 10s)")
 	}
-	ec := c.eventsConfig()
-	if err := ec.Validate(); err != nil {
-		for _, line := range strings.Split(err.Error(), "\n")[1:] {
-			errs = append(errs, strings.TrimSpace(line))
+	if c.Gossip.Key != "" {
+		if _, err := membership.ParseSecretKey(c.Gossip.Key); err != nil {
+			errs = append(errs, fmt.Sprintf("gossip.key: %v", err))
+		}
+	}
+	if t := c.TLS; t != (TLSConfig{}) {
+		if err := (tlsutil.Files{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile}).Validate(); err != nil {
+			errs = append(errs, strings.Split(strings.TrimSpace(err.Error()), "\n")...)
+		}
+	}
+	if c.Cluster.GrainIdleTimeout <= 0 {
+		errs = append(errs, "cluster.grain_idle_timeout: must be positive (e.g. 5m)")
+	}
+	if c.Cluster.LookupTimeout <= 0 {
+		errs = append(errs, "cluster.lookup_timeout: must be positive (e.g. 1s)")
+	}
+	sub := []error{c.eventsConfig().Validate(), c.gossipConfig().Validate(), c.votersConfig().Validate()}
+	for _, err := range sub {
+		if err == nil {
+			continue
+		}
+		for _, line := range strings.Split(err.Error(), "\n") {
+			line = strings.TrimSpace(line)
+			if line == "" || strings.HasSuffix(line, "invalid configuration:") || strings.HasPrefix(line, "node_id:") {
+				continue
+			}
+			errs = append(errs, line)
 		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.Join(errs, "\n  "))
 	}
 	return nil
+}
+
+func (c ServeConfig) gossipConfig() membership.Config {
+	gc := membership.DefaultConfig()
+	gc.NodeID = c.NodeID
+	gc.BindAddr = c.GossipBind
+	gc.AdvertiseAddr = c.GossipAdvertise
+	gc.Join = c.Join
+	gc.ProbeInterval = c.Gossip.ProbeInterval
+	gc.ProbeTimeout = c.Gossip.ProbeTimeout
+	gc.SuspicionMult = c.Gossip.SuspicionMult
+	gc.GossipInterval = c.Gossip.GossipInterval
+	if c.Gossip.Key != "" {
+		gc.SecretKey, _ = membership.ParseSecretKey(c.Gossip.Key)
+	}
+	return gc
+}
+
+func (c ServeConfig) votersConfig() voters.Config {
+	vc := voters.DefaultConfig()
+	vc.BootstrapExpect = c.BootstrapExpect
+	vc.DeadServerGrace = c.Cluster.DeadServerGrace
+	vc.StabilizationTime = c.Cluster.StabilizationTime
+	return vc
 }
 
 func newLogger(c ServeConfig, w io.Writer) *slog.Logger {
@@ -198,6 +284,54 @@ func listen(name, key, addr string) (net.Listener, error) {
 	return l, nil
 }
 
+// checkFree reports whether addr can be bound (for listeners a library binds
+// itself later: protoactor's remote, memberlist's UDP and TCP).
+func checkFree(name, key, addr string, udp bool) error {
+	l, err := listen(name, key, addr)
+	if err != nil {
+		return err
+	}
+	l.Close()
+	if udp {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return fmt.Errorf("%s listener (%s %s, udp): %w", name, key, addr, err)
+		}
+		pc.Close()
+	}
+	return nil
+}
+
+// loadTLS loads the node's certificates, or generates development ones when
+// none are configured, saying so loudly.
+func loadTLS(cfg ServeConfig, logger *slog.Logger, stdout io.Writer) (*tlsutil.Bundle, error) {
+	files := tlsutil.Files{CAFile: cfg.TLS.CAFile, CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile}
+	if files == (tlsutil.Files{}) {
+		dir := filepath.Join(cfg.DataDir, "tls")
+		var err error
+		if files, err = tlsutil.EnsureDev(dir, cfg.NodeID, time.Now()); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(stdout, "WARNING: development TLS: no tls.ca_file/cert_file/key_file configured, so this node uses a\n"+
+			"         throw-away CA generated in %s (its key lies next to it). Other nodes can join only if they\n"+
+			"         share that directory. For production create a CA and node certificates with\n"+
+			"         `switchboard tls ca create` and `switchboard tls cert create --node %s`.\n", dir, cfg.NodeID)
+		logger.Warn("development TLS in use: not for production", "component", "serve", "dir", dir)
+	}
+	b, err := tlsutil.Load(files, cfg.NodeID, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// extraKinds, when set (builds with the testkinds tag), adds grain kinds
+// used only by tests; extraRoutes adds their HTTP routes.
+var (
+	extraKinds  func(node string, o entity.Options) ([]*pcluster.Kind, error)
+	extraRoutes func(mux *http.ServeMux, n *cluster.Node)
+)
+
 func serve(ctx context.Context, args, environ []string, stdout io.Writer) error {
 	cfg := DefaultServeConfig()
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
@@ -210,8 +344,17 @@ func serve(ctx context.Context, args, environ []string, stdout io.Writer) error 
 	logger := newLogger(cfg, os.Stderr)
 	slog.SetDefault(logger)
 
-	// Bind every listener first so that a port problem is reported for each,
-	// before anything is started.
+	bundle, err := loadTLS(cfg, logger, stdout)
+	if err != nil {
+		return err
+	}
+	tlsCfg := bundle.PeerConfig()
+	if left := time.Until(bundle.NotAfter()); left < 30*24*time.Hour {
+		logger.Warn("node certificate expires soon", "component", "serve", "not_after", bundle.NotAfter(), "left", left.Round(time.Hour))
+	}
+
+	// Bind (or probe) every listener first so that a port problem is
+	// reported for each, before anything is started.
 	var bindErrs []error
 	raftL, err := listen("raft", "raft_bind", cfg.RaftBind)
 	bindErrs = append(bindErrs, err)
@@ -219,6 +362,8 @@ func serve(ctx context.Context, args, environ []string, stdout io.Writer) error 
 	bindErrs = append(bindErrs, err)
 	httpL, err := listen("http", "http_bind", cfg.HTTPBind)
 	bindErrs = append(bindErrs, err)
+	bindErrs = append(bindErrs, checkFree("gossip", "gossip_bind", cfg.GossipBind, true))
+	bindErrs = append(bindErrs, checkFree("actor", "actor_bind", cfg.ActorBind, false))
 	if err := errors.Join(bindErrs...); err != nil {
 		for _, l := range []net.Listener{raftL, apiL, httpL} {
 			if l != nil {
@@ -231,42 +376,43 @@ func serve(ctx context.Context, args, environ []string, stdout io.Writer) error 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	peers, _ := cfg.peers()
-	apiAddr := map[raft.ServerID]string{}
-	ec := cfg.eventsConfig()
-	ec.Logger = logger
-	ec.Registerer = reg
-	adv := cfg.RaftAdvertise
-	if adv == "" {
-		adv = cfg.RaftBind
+	apiAdv := cfg.APIAdvertise
+	if apiAdv == "" {
+		apiAdv = apiL.Addr().String()
 	}
-	ec.StreamLayer, err = faultnet.NewTCPStreamLayer(raftL, adv, nil)
-	if err != nil {
-		return fmt.Errorf("raft stream layer: %w", err)
+	entityMetrics := entity.NewMetrics(reg)
+	nc := cluster.Config{
+		NodeID: cfg.NodeID, Version: version,
+		Log:          cfg.eventsConfig(),
+		RaftListener: raftL, RaftAdvertise: cfg.RaftAdvertise,
+		APIAdvertise: apiAdv, HTTPAdvertise: httpL.Addr().String(),
+		Gossip: cfg.gossipConfig(),
+		Actors: cluster.ActorsConfig{
+			Bind: cfg.ActorBind, Advertise: cfg.ActorAdvertise, LookupTimeout: cfg.Cluster.LookupTimeout,
+			ActorLogLevel: actorLogLevel(cfg.LogLevel),
+		},
+		Voters: cfg.votersConfig(),
+		Kinds: func(log *events.Node) ([]*pcluster.Kind, error) {
+			if extraKinds == nil {
+				return nil, nil
+			}
+			o := entity.DefaultOptions()
+			o.Log, o.Logger, o.Metrics, o.IdleTimeout = log, logger, entityMetrics, cfg.Cluster.GrainIdleTimeout
+			return extraKinds(cfg.NodeID, o)
+		},
+		TLS:        tlsCfg,
+		Logger:     logger,
+		Registerer: reg,
 	}
-	if len(peers) == 0 {
-		apiAdv := cfg.APIAdvertise
-		if apiAdv == "" {
-			apiAdv = cfg.APIBind
-		}
-		peers = []peer{{cfg.NodeID, adv, apiAdv}}
-	}
-	for _, p := range peers {
-		apiAddr[raft.ServerID(p.id)] = p.api
-		if cfg.Bootstrap {
-			ec.Bootstrap = append(ec.Bootstrap, raft.Server{ID: raft.ServerID(p.id), Address: raft.ServerAddress(p.raft), Suffrage: raft.Voter})
-		}
-	}
-	ec.ResolveAPI = func(id raft.ServerID) (string, bool) { a, ok := apiAddr[id]; return a, ok }
-
-	node, err := events.Open(ec)
+	node, err := cluster.Start(nc)
 	if err != nil {
 		apiL.Close()
 		httpL.Close()
 		return err
 	}
-	grpcServer := grpc.NewServer(grpc.MaxRecvMsgSize(ec.Limits.MaxAppendSize + 1<<20))
-	eventspb.RegisterLogServer(grpcServer, node.API())
+	grpcServer := grpc.NewServer(grpc.MaxRecvMsgSize(nc.Log.Limits.MaxAppendSize+1<<20),
+		grpc.Creds(credentials.NewTLS(tlsCfg.Clone())))
+	eventspb.RegisterLogServer(grpcServer, node.Log.API())
 	go func() {
 		if err := grpcServer.Serve(apiL); err != nil {
 			logger.Error("api server stopped", "component", "serve", "err", err)
@@ -275,7 +421,7 @@ func serve(ctx context.Context, args, environ []string, stdout io.Writer) error 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := ready(node); err != nil {
+		if err := node.Ready(); err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
@@ -287,52 +433,44 @@ func serve(ctx context.Context, args, environ []string, stdout io.Writer) error 
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	httpServer := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	if extraRoutes != nil {
+		extraRoutes(mux, node)
+	}
+	httpServer := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError)}
 	go func() {
 		if err := httpServer.Serve(httpL); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("http server stopped", "component", "serve", "err", err)
 		}
 	}()
 
-	fmt.Fprintf(stdout, "switchboard %s: node %q serving\n  data:    %s\n  api:     %s (gRPC event log)\n  health:  http://%s/readyz\n  metrics: http://%s/metrics\n",
-		version, cfg.NodeID, cfg.DataDir, cfg.APIBind, cfg.HTTPBind, cfg.HTTPBind)
+	next := "this node started a new cluster; join more nodes with --join " + node.Members.LocalMember().Addr
+	if len(cfg.Join) > 0 || cfg.BootstrapExpect > 0 {
+		next = "joining " + strings.Join(cfg.Join, ", ")
+	}
+	fmt.Fprintf(stdout, "switchboard %s: node %q serving\n  data:    %s\n  api:     %s (gRPC, mutual TLS)\n  gossip:  %s\n  actors:  %s\n  health:  http://%s/readyz\n  metrics: http://%s/metrics\n  cert:    %s (valid until %s)\n  next:    %s\n",
+		version, cfg.NodeID, cfg.DataDir, apiAdv, node.Members.LocalMember().Addr, node.Actors().Address(),
+		httpL.Addr(), httpL.Addr(), bundle.NodeName(), bundle.NotAfter().Format(time.DateOnly), next)
 
 	<-ctx.Done()
 	logger.Info("shutting down", "component", "serve")
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 	defer cancel()
-	if node.IsLeader() && len(peers) > 1 {
-		transfer := make(chan error, 1)
-		go func() { transfer <- node.Raft().LeadershipTransfer().Error() }()
-		select {
-		case err := <-transfer:
-			if err != nil {
-				logger.Warn("leadership transfer failed", "component", "serve", "err", err)
-			}
-		case <-sctx.Done():
-			logger.Warn("leadership transfer did not finish within shutdown_grace", "component", "serve")
-		}
-	}
 	stopped := make(chan struct{})
 	go func() { grpcServer.GracefulStop(); close(stopped) }()
+	err = node.Shutdown(sctx)
 	select {
 	case <-stopped:
 	case <-sctx.Done():
 		grpcServer.Stop()
 	}
 	_ = httpServer.Shutdown(sctx)
-	return node.Close()
+	return err
 }
 
-// ready reports why the node cannot serve yet: no leader, or the local store
-// behind the commit index.
-func ready(n *events.Node) error {
-	r := n.Raft()
-	if _, id := r.LeaderWithID(); id == "" {
-		return errors.New("no raft leader")
+func actorLogLevel(level string) slog.Level {
+	if level == "debug" {
+		return slog.LevelDebug
 	}
-	if applied, commit := n.FSM().AppliedIndex(), r.CommitIndex(); applied < commit {
-		return fmt.Errorf("log catching up: applied %d of %d", applied, commit)
-	}
-	return nil
+	return slog.LevelWarn
 }

@@ -27,13 +27,17 @@ func TestValidateNamesEveryBadKey(t *testing.T) {
 	c.NodeID = ""
 	c.RaftBind = "nope"
 	c.LogLevel = "loud"
-	c.Peers = []string{"a=1.2.3.4:1", "b=x=y"}
+	c.Join = []string{"1.2.3.4:1", "nohost"}
+	c.BootstrapExpect = -1
+	c.Gossip.Key = "short"
+	c.Gossip.ProbeInterval = 0
+	c.TLS.CAFile = "/nonexistent/ca.pem"
 	c.Raft.MaxAppendEntries = 0
 	err := c.Validate()
 	if err == nil {
 		t.Fatal("bad configuration accepted")
 	}
-	for _, want := range []string{"node_id", "raft_bind", "log_level", `peers: "a=1.2.3.4:1"`, `"x" is not host:port`, "raft.max_append_entries"} {
+	for _, want := range []string{"node_id", "raft_bind", "log_level", `join: "nohost"`, "bootstrap_expect", "gossip.key", "gossip.probe_interval", "tls.cert_file", "raft.max_append_entries"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
@@ -57,7 +61,7 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 func TestServeSingleNodeReadyAndStops(t *testing.T) {
 	httpAddr := freePort(t)
 	args := []string{"--node-id", "t1", "--data-dir", t.TempDir(), "--raft-bind", freePort(t), "--api-bind", freePort(t),
-		"--http-bind", httpAddr, "--log-level", "error"}
+		"--http-bind", httpAddr, "--gossip-bind", freePort(t), "--actor-bind", freePort(t), "--log-level", "error"}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out syncBuffer
@@ -109,13 +113,16 @@ func TestServeReportsEveryBindFailure(t *testing.T) {
 	busy2, _ := net.Listen("tcp", "127.0.0.1:0")
 	defer busy2.Close()
 	dir := t.TempDir()
+	busy3, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer busy3.Close()
 	args := []string{"--node-id", "t1", "--data-dir", dir, "--raft-bind", busy1.Addr().String(), "--api-bind", freePort(t),
-		"--http-bind", busy2.Addr().String()}
+		"--http-bind", busy2.Addr().String(), "--gossip-bind", freePort(t), "--actor-bind", busy3.Addr().String()}
 	err := serve(context.Background(), args, nil, &bytes.Buffer{})
 	if err == nil {
 		t.Fatal("serve started on busy ports")
 	}
-	for _, want := range []string{fmt.Sprintf("raft listener (raft_bind %s)", busy1.Addr()), fmt.Sprintf("http listener (http_bind %s)", busy2.Addr())} {
+	for _, want := range []string{fmt.Sprintf("raft listener (raft_bind %s)", busy1.Addr()), fmt.Sprintf("http listener (http_bind %s)", busy2.Addr()),
+		fmt.Sprintf("actor listener (actor_bind %s)", busy3.Addr())} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q: %v", want, err)
 		}

@@ -6,17 +6,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/switchboard-io/switchboard/cluster/tlsutil"
 	"github.com/switchboard-io/switchboard/events/eventspb"
 )
 
@@ -27,7 +30,9 @@ type LogNode struct {
 	RaftAddr string // 127.0.0.1:port
 	APIAddr  string // gRPC Log API
 	HTTPAddr string // /readyz, /metrics
-	Proc     *Proc  // stdout and stderr go to DIR/nI.log
+	// GossipAddr is the membership address; ActorAddr the actor system's.
+	GossipAddr, ActorAddr string
+	Proc                  *Proc // stdout and stderr go to DIR/nI.log
 }
 
 // ClusterOptions tunes StartLogClusterWith and StartEtcdClusterWith.
@@ -60,17 +65,26 @@ func (o ClusterOptions) withDefaults() ClusterOptions {
 // loopback, each started as
 //
 //	BINARY serve --node-id nI --data-dir DIR/nI --raft-bind 127.0.0.1:P
-//	  --api-bind 127.0.0.1:P --http-bind 127.0.0.1:P
-//	  --peers n1=RAFT=API,n2=RAFT=API,... --bootstrap [ExtraArgs...]
+//	  --api-bind 127.0.0.1:P --http-bind 127.0.0.1:P --gossip-bind 127.0.0.1:P
+//	  --actor-bind 127.0.0.1:P --join GOSSIP1,GOSSIP2,... --bootstrap-expect N
+//	  --tls-ca-file DIR/tls/switchboard-ca.pem --tls-cert-file DIR/tls/nI.pem
+//	  --tls-key-file DIR/tls/nI-key.pem [ExtraArgs...]
 //
+// (a single node gets neither --join nor --bootstrap-expect: it starts a
+// cluster of its own). The CA and node certificates are created in DIR/tls.
 // with its output in DIR/nI.log. The processes are killed when the context
 // given to StartLogCluster is cancelled; Stop stops them gracefully.
 type LogCluster struct {
 	Dir   string
 	Nodes []*LogNode
 
-	opts ClusterOptions
-	http *http.Client
+	opts   ClusterOptions
+	http   *http.Client
+	tlsDir string
+
+	dialOnce sync.Once
+	dial     grpc.DialOption
+	dialErr  error
 }
 
 // StartLogCluster starts an n-node cluster of binary with data under dir
@@ -89,35 +103,20 @@ func StartLogClusterWith(ctx context.Context, binary string, n int, dir string, 
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("log cluster: %w", err)
 	}
-	ports, err := FreePorts(3 * n)
-	if err != nil {
+	c := &LogCluster{Dir: dir, opts: opts, http: &http.Client{Timeout: 2 * time.Second}}
+	c.tlsDir = filepath.Join(dir, "tls")
+	if _, _, err := tlsutil.CreateCA(tlsutil.CAOptions{Dir: c.tlsDir}); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("log cluster: %w", err)
 	}
-	c := &LogCluster{Dir: dir, opts: opts, http: &http.Client{Timeout: 2 * time.Second}}
-	peers := make([]string, n)
 	for i := range n {
-		id := fmt.Sprintf("n%d", i+1)
-		nd := &LogNode{
-			ID:       id,
-			DataDir:  filepath.Join(dir, id),
-			RaftAddr: fmt.Sprintf("127.0.0.1:%d", ports[3*i]),
-			APIAddr:  fmt.Sprintf("127.0.0.1:%d", ports[3*i+1]),
-			HTTPAddr: fmt.Sprintf("127.0.0.1:%d", ports[3*i+2]),
+		nd, err := c.newNode(fmt.Sprintf("n%d", i+1))
+		if err != nil {
+			return nil, err
 		}
 		c.Nodes = append(c.Nodes, nd)
-		peers[i] = nd.ID + "=" + nd.RaftAddr + "=" + nd.APIAddr
 	}
 	for _, nd := range c.Nodes {
-		args := []string{"serve",
-			"--node-id", nd.ID,
-			"--data-dir", nd.DataDir,
-			"--raft-bind", nd.RaftAddr,
-			"--api-bind", nd.APIAddr,
-			"--http-bind", nd.HTTPAddr,
-			"--peers", strings.Join(peers, ","),
-			"--bootstrap",
-		}
-		nd.Proc = &Proc{Name: nd.ID, Path: binary, Args: append(args, opts.ExtraArgs...), LogPath: filepath.Join(dir, nd.ID+".log")}
+		c.setArgs(nd, binary, n)
 	}
 	start := time.Now()
 	for _, nd := range c.Nodes {
@@ -133,6 +132,103 @@ func StartLogClusterWith(ctx context.Context, binary string, n int, dir string, 
 	}
 	opts.Logger.Info("log cluster ready", "nodes", n, "after", time.Since(start).Round(time.Millisecond))
 	return c, nil
+}
+
+// newNode allocates the addresses and the certificate of a node.
+func (c *LogCluster) newNode(id string) (*LogNode, error) {
+	ports, err := FreePorts(5)
+	if err != nil {
+		return nil, fmt.Errorf("log cluster: %w", err)
+	}
+	if _, _, err := tlsutil.CreateCert(tlsutil.CertOptions{
+		Dir: c.tlsDir, Node: id,
+		CAFile:    filepath.Join(c.tlsDir, tlsutil.DefaultCACertFile),
+		CAKeyFile: filepath.Join(c.tlsDir, tlsutil.DefaultCAKeyFile),
+	}); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("log cluster: certificate for %s: %w", id, err)
+	}
+	return &LogNode{
+		ID:         id,
+		DataDir:    filepath.Join(c.Dir, id),
+		RaftAddr:   fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		APIAddr:    fmt.Sprintf("127.0.0.1:%d", ports[1]),
+		HTTPAddr:   fmt.Sprintf("127.0.0.1:%d", ports[2]),
+		GossipAddr: fmt.Sprintf("127.0.0.1:%d", ports[3]),
+		ActorAddr:  fmt.Sprintf("127.0.0.1:%d", ports[4]),
+	}, nil
+}
+
+// setArgs sets nd's command line: join every node known so far; with
+// expect > 1, bootstrap once expect nodes are up.
+func (c *LogCluster) setArgs(nd *LogNode, binary string, expect int) {
+	cert, key := tlsutil.CertFiles(c.tlsDir, nd.ID)
+	args := []string{"serve",
+		"--node-id", nd.ID,
+		"--data-dir", nd.DataDir,
+		"--raft-bind", nd.RaftAddr,
+		"--api-bind", nd.APIAddr,
+		"--http-bind", nd.HTTPAddr,
+		"--gossip-bind", nd.GossipAddr,
+		"--actor-bind", nd.ActorAddr,
+		"--tls-ca-file", filepath.Join(c.tlsDir, tlsutil.DefaultCACertFile),
+		"--tls-cert-file", cert,
+		"--tls-key-file", key,
+	}
+	if len(c.Nodes) > 1 || expect > 1 {
+		var join []string
+		for _, o := range c.Nodes {
+			if o != nd {
+				join = append(join, o.GossipAddr)
+			}
+		}
+		args = append(args, "--join", strings.Join(join, ","))
+	}
+	if expect > 1 {
+		args = append(args, "--bootstrap-expect", fmt.Sprint(expect))
+	}
+	nd.Proc = &Proc{Name: nd.ID, Path: binary, Args: append(args, c.opts.ExtraArgs...), LogPath: filepath.Join(c.Dir, nd.ID+".log")}
+}
+
+// AddNode starts one more node that joins the running cluster (it is added
+// to Raft by the leader as a non-voter, then promoted). It does not wait for
+// readiness: call WaitReady.
+func (c *LogCluster) AddNode(ctx context.Context, binary string) (*LogNode, error) {
+	nd, err := c.newNode(fmt.Sprintf("n%d", len(c.Nodes)+1))
+	if err != nil {
+		return nil, err
+	}
+	c.Nodes = append(c.Nodes, nd)
+	c.setArgs(nd, binary, 0)
+	if err := nd.Proc.Start(ctx); err != nil {
+		return nil, fmt.Errorf("log cluster: add %s: %w", nd.ID, err)
+	}
+	return nd, nil
+}
+
+// DialOption returns the transport credentials for the nodes' gRPC API:
+// mutual TLS with a client certificate of the cluster CA (created once).
+func (c *LogCluster) DialOption() (grpc.DialOption, error) {
+	c.dialOnce.Do(func() {
+		const client = "bench-client"
+		cert, key := tlsutil.CertFiles(c.tlsDir, client)
+		if _, err := os.Stat(cert); err != nil {
+			if _, _, err := tlsutil.CreateCert(tlsutil.CertOptions{
+				Dir: c.tlsDir, Node: client,
+				CAFile:    filepath.Join(c.tlsDir, tlsutil.DefaultCACertFile),
+				CAKeyFile: filepath.Join(c.tlsDir, tlsutil.DefaultCAKeyFile),
+			}); err != nil {
+				c.dialErr = fmt.Errorf("log cluster: client certificate: %w", err)
+				return
+			}
+		}
+		b, err := tlsutil.Load(tlsutil.Files{CAFile: filepath.Join(c.tlsDir, tlsutil.DefaultCACertFile), CertFile: cert, KeyFile: key}, client, time.Now())
+		if err != nil {
+			c.dialErr = fmt.Errorf("log cluster: client certificate: %w", err)
+			return
+		}
+		c.dial = grpc.WithTransportCredentials(credentials.NewTLS(b.PeerConfig()))
+	})
+	return c.dial, c.dialErr
 }
 
 // Addrs returns the nodes' gRPC Log API addresses.
@@ -329,7 +425,11 @@ func (c *LogCluster) leaderFromReadIndex(ctx context.Context) (int, bool) {
 		if !nd.Proc.Running() {
 			continue
 		}
-		cc, err := grpc.NewClient(nd.APIAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		dial, err := c.DialOption()
+		if err != nil {
+			return -1, false
+		}
+		cc, err := grpc.NewClient(nd.APIAddr, dial)
 		if err != nil {
 			continue
 		}
@@ -367,8 +467,8 @@ func (c *LogCluster) Kill(i int) error {
 }
 
 // Restart starts node i again (after Kill or Stop) with the same command
-// line, including --bootstrap, which a node with existing Raft state must
-// ignore. It does not wait for readiness: call WaitReady.
+// line; a node with Raft state ignores --bootstrap-expect and rejoins as
+// itself. It does not wait for readiness: call WaitReady.
 func (c *LogCluster) Restart(ctx context.Context, i int) error {
 	if i < 0 || i >= len(c.Nodes) {
 		return fmt.Errorf("log cluster: no node %d (have %d)", i, len(c.Nodes))

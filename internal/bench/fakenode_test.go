@@ -15,9 +15,11 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/switchboard-io/switchboard/cluster/tlsutil"
 	"github.com/switchboard-io/switchboard/events/eventspb"
 )
 
@@ -73,19 +75,24 @@ func fakeServe(args []string) error {
 	raftBind := fs.String("raft-bind", "", "")
 	apiBind := fs.String("api-bind", "", "")
 	httpBind := fs.String("http-bind", "", "")
-	peers := fs.String("peers", "", "")
-	fs.Bool("bootstrap", false, "")
+	gossipBind := fs.String("gossip-bind", "", "")
+	actorBind := fs.String("actor-bind", "", "")
+	join := fs.String("join", "", "")
+	expect := fs.Int("bootstrap-expect", 0, "")
+	caFile := fs.String("tls-ca-file", "", "")
+	certFile := fs.String("tls-cert-file", "", "")
+	keyFile := fs.String("tls-key-file", "", "")
 	noMetrics := fs.Bool("fake-no-metrics", false, "")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *id == "" || *dataDir == "" || *raftBind == "" || *apiBind == "" || *httpBind == "" || len(strings.Split(*peers, ",")) != 3 {
+	if *id == "" || *dataDir == "" || *raftBind == "" || *apiBind == "" || *httpBind == "" || *gossipBind == "" ||
+		*actorBind == "" || len(strings.Split(*join, ",")) != 2 || *expect != 3 {
 		return fmt.Errorf("missing flags in %q", args)
 	}
-	for _, p := range strings.Split(*peers, ",") {
-		if len(strings.Split(p, "=")) != 3 {
-			return fmt.Errorf("bad --peers entry %q", p)
-		}
+	bundle, err := tlsutil.Load(tlsutil.Files{CAFile: *caFile, CertFile: *certFile, KeyFile: *keyFile}, *id, time.Now())
+	if err != nil {
+		return err
 	}
 	if err := os.MkdirAll(*dataDir, 0o755); err != nil {
 		return err
@@ -99,7 +106,7 @@ func fakeServe(args []string) error {
 	if err != nil {
 		return err
 	}
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(bundle.ServerConfig())))
 	eventspb.RegisterLogServer(gs, &fakeLog{id: *id})
 	go gs.Serve(apiL)
 

@@ -215,6 +215,8 @@ func (p *Proc) LogTail(n int64) string {
 // ago (found by listening on port 0; all listeners are held until every port
 // is picked, then closed).
 func FreePorts(n int) ([]int, error) {
+	handedOutMu.Lock()
+	defer handedOutMu.Unlock()
 	ports := make([]int, 0, n)
 	var ls []net.Listener
 	defer func() {
@@ -228,7 +230,49 @@ func FreePorts(n int) ([]int, error) {
 			return nil, fmt.Errorf("pick a free port: %w", err)
 		}
 		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		port := l.Addr().(*net.TCPAddr).Port
+		if handedOut[port] {
+			// Closed since, but promised to an earlier caller: skip it.
+			continue
+		}
+		handedOut[port] = true
+		ports = append(ports, port)
+	}
+	for len(ports) < n {
+		more, err := freePortsLocked(n - len(ports))
+		if err != nil {
+			return nil, err
+		}
+		ports = append(ports, more...)
+	}
+	return ports, nil
+}
+
+// handedOut remembers every port FreePorts returned in this process, so that
+// two calls (e.g. for nodes added later) never hand out the same port.
+var (
+	handedOutMu sync.Mutex
+	handedOut   = map[int]bool{}
+)
+
+func freePortsLocked(n int) ([]int, error) {
+	var ports []int
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for len(ports) < n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("pick a free port: %w", err)
+		}
+		ls = append(ls, l)
+		if port := l.Addr().(*net.TCPAddr).Port; !handedOut[port] {
+			handedOut[port] = true
+			ports = append(ports, port)
+		}
 	}
 	return ports, nil
 }

@@ -20,7 +20,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/switchboard-io/switchboard/events/eventspb"
 )
@@ -218,8 +217,13 @@ func startLogSystem(ctx context.Context, cfg logConfig, dir, runID string, log *
 	default:
 		log.Warn("could not tell the log leader (not needed with --target all)", "err", lerr)
 	}
+	dial, err := lc.DialOption()
+	if err != nil {
+		stop()
+		return nil, nil, fmt.Errorf("bench-log: %w", err)
+	}
 	return func(ctx context.Context, c int) (Result, error) {
-		return runLogLoad(ctx, cfg, c, targets, runID, log)
+		return runLogLoad(ctx, cfg, c, targets, dial, runID, log)
 	}, stop, nil
 }
 
@@ -227,7 +231,7 @@ func startLogSystem(ctx context.Context, cfg logConfig, dir, runID string, log *
 // talks to targets[i%len(targets)] over one of ceil(clients on that target /
 // 16) connections, appending one event of cfg.eventSize random bytes with
 // ExpectedKind ANY and a fresh random append id to its stream.
-func runLogLoad(ctx context.Context, cfg logConfig, c int, targets []string, runID string, log *slog.Logger) (Result, error) {
+func runLogLoad(ctx context.Context, cfg logConfig, c int, targets []string, dial grpc.DialOption, runID string, log *slog.Logger) (Result, error) {
 	perTarget := make([]int, len(targets))
 	for i := range c {
 		perTarget[i%len(targets)]++
@@ -242,7 +246,7 @@ func runLogLoad(ctx context.Context, cfg logConfig, c int, targets []string, run
 	}()
 	for t, addr := range targets {
 		for range (perTarget[t] + clientsPerConn - 1) / clientsPerConn {
-			cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			cc, err := grpc.NewClient(addr, dial)
 			if err != nil {
 				return Result{}, fmt.Errorf("log: dial %s: %w", addr, err)
 			}

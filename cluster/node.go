@@ -1,0 +1,398 @@
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/switchboard-io/switchboard/chaos/faultnet"
+	"github.com/switchboard-io/switchboard/cluster/membership"
+	"github.com/switchboard-io/switchboard/cluster/voters"
+	"github.com/switchboard-io/switchboard/events"
+)
+
+// Config configures a cluster node: the event log, membership, Raft voter
+// reconciliation and the actor system, wired together.
+type Config struct {
+	NodeID  string
+	Version string
+
+	// Log is the event log's configuration; Node fills in NodeID,
+	// StreamLayer, ResolveAPI, DialOptions and (for a lone first node)
+	// Bootstrap.
+	Log events.Config
+	// RaftListener is the bound Raft listener; RaftAdvertise the address
+	// peers dial (empty = the listener's).
+	RaftListener  net.Listener
+	RaftAdvertise string
+	// APIAdvertise and HTTPAdvertise are published to peers in the gossip
+	// metadata (log forwarding, status; health and metrics).
+	APIAdvertise, HTTPAdvertise string
+
+	Gossip membership.Config
+	Actors ActorsConfig
+	// Kinds builds the grain kinds once the log is open.
+	Kinds func(log *events.Node) ([]*pcluster.Kind, error)
+	// BootstrapExpect: see voters.Config. When 0 and Gossip.Join is empty,
+	// the node bootstraps a cluster of its own on first start.
+	Voters voters.Config
+
+	// TLS, when set, secures Raft, log forwarding and actor traffic with
+	// mutual TLS (PeerConfig: both ends present node certificates of the
+	// cluster CA). Nil = plain TCP (tests on loopback only).
+	TLS *tls.Config
+
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// Node is a running cluster member.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	Log     *events.Node
+	Members *membership.Membership
+
+	mu     sync.Mutex
+	actors *Actors
+	kinds  []*pcluster.Kind
+	rejoin int
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	metrics *nodeMetrics
+}
+
+type nodeMetrics struct {
+	rejoins     prometheus.Counter
+	activations prometheus.Gauge
+}
+
+// Start opens the log, joins the membership, starts Raft voter
+// reconciliation and the actor system. On error everything started is
+// stopped again.
+func Start(cfg Config) (n *Node, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	n = &Node{cfg: cfg, log: cfg.Logger.With("component", "node")}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.metrics = &nodeMetrics{
+		rejoins: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_cluster_rejoins_total", Help: "Times this node learned it had been declared dead and rejoined under a new actor-system id.",
+		}),
+		activations: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "switchboard_cluster_activations", Help: "Grain activations hosted on this node.",
+		}),
+	}
+	if cfg.Registerer != nil {
+		if err := errors.Join(cfg.Registerer.Register(n.metrics.rejoins), cfg.Registerer.Register(n.metrics.activations)); err != nil {
+			return nil, fmt.Errorf("cluster: register metrics: %w", err)
+		}
+	}
+	var closers []func()
+	defer func() {
+		if err != nil {
+			n.cancel()
+			for i := len(closers) - 1; i >= 0; i-- {
+				closers[i]()
+			}
+		}
+	}()
+
+	// The event log.
+	lc := cfg.Log
+	lc.NodeID = cfg.NodeID
+	lc.Logger = cfg.Logger
+	lc.Registerer = cfg.Registerer
+	sl, err := faultnet.NewTCPStreamLayer(cfg.RaftListener, cfg.RaftAdvertise, cfg.TLS)
+	if err != nil {
+		return nil, fmt.Errorf("raft stream layer: %w", err)
+	}
+	lc.StreamLayer = sl
+	raftAddr := string(sl.Addr().String())
+	if cfg.RaftAdvertise != "" {
+		raftAddr = cfg.RaftAdvertise
+	}
+	if cfg.TLS != nil {
+		lc.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg.TLS.Clone()))}
+	} else {
+		lc.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	lc.ResolveAPI = n.resolveAPI
+	if cfg.Voters.BootstrapExpect == 0 && len(cfg.Gossip.Join) == 0 {
+		lc.Bootstrap = []raft.Server{{ID: raft.ServerID(cfg.NodeID), Address: raft.ServerAddress(raftAddr), Suffrage: raft.Voter}}
+	}
+	n.Log, err = events.Open(lc)
+	if err != nil {
+		_ = sl.Close()
+		return nil, err
+	}
+	closers = append(closers, func() { _ = n.Log.Close() })
+
+	// Membership.
+	gc := cfg.Gossip
+	gc.NodeID = cfg.NodeID
+	gc.Logger = cfg.Logger
+	gc.Registerer = cfg.Registerer
+	meta := membership.Meta{
+		NodeID: cfg.NodeID, RaftAddr: raftAddr, APIAddr: cfg.APIAdvertise, HTTPAddr: cfg.HTTPAdvertise,
+		Version: cfg.Version, HasRaftState: n.Log.HasState(),
+	}
+	n.mu.Lock()
+	n.Members, err = membership.Start(gc, meta)
+	n.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	closers = append(closers, func() { _ = n.Members.Shutdown() })
+
+	// Raft voters follow membership.
+	vc := cfg.Voters
+	vc.Logger = cfg.Logger
+	vc.Registerer = cfg.Registerer
+	changed, unwatch := n.Members.Watch()
+	rec, err := voters.New(vc, n.Log, n.voterMembers, changed)
+	if err != nil {
+		unwatch()
+		return nil, err
+	}
+	n.wg.Add(2)
+	go func() { defer n.wg.Done(); defer unwatch(); rec.Run(n.ctx) }()
+	go func() { defer n.wg.Done(); n.publishRaftState() }()
+
+	// Actors.
+	if cfg.Kinds != nil {
+		if n.kinds, err = cfg.Kinds(n.Log); err != nil {
+			return nil, fmt.Errorf("grain kinds: %w", err)
+		}
+	}
+	a, err := n.startActors()
+	if err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	n.actors = a
+	n.mu.Unlock()
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); n.watchDeclaredDead() }()
+	return n, nil
+}
+
+func (n *Node) startActors() (*Actors, error) {
+	ac := n.cfg.Actors
+	ac.Kinds = n.kinds
+	if ac.Logger == nil {
+		ac.Logger = n.cfg.Logger
+	}
+	if n.cfg.TLS != nil {
+		ac.ServerOptions = append(ac.ServerOptions, grpc.Creds(credentials.NewTLS(n.cfg.TLS.Clone())))
+		ac.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(n.cfg.TLS.Clone()))}
+	}
+	ac.OnActivations = func(k int) { n.metrics.activations.Set(float64(k)) }
+	return StartActors(ac, n.Members)
+}
+
+// Actors returns the current actor system (it is replaced on rejoin).
+func (n *Node) Actors() *Actors {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.actors
+}
+
+// Cluster returns the current protoactor cluster, for grain calls.
+func (n *Node) Cluster() *pcluster.Cluster {
+	if a := n.Actors(); a != nil {
+		return a.Cluster
+	}
+	return nil
+}
+
+func (n *Node) resolveAPI(id raft.ServerID) (string, bool) {
+	n.mu.Lock()
+	m := n.Members
+	n.mu.Unlock()
+	if m == nil {
+		return "", false
+	}
+	for _, mem := range m.Members() {
+		if mem.NodeID == string(id) && mem.APIAddr != "" {
+			return mem.APIAddr, true
+		}
+	}
+	return "", false
+}
+
+func (n *Node) voterMembers() []voters.Member {
+	ms := n.Members.Members()
+	out := make([]voters.Member, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, voters.Member{
+			ID: m.NodeID, RaftAddr: m.RaftAddr, APIAddr: m.APIAddr,
+			Alive: m.State == membership.Alive || m.State == membership.Suspect, Since: m.Since,
+			HasRaftState: m.HasRaftState,
+		})
+	}
+	return out
+}
+
+// publishRaftState sets HasRaftState in the gossip metadata once the node
+// has a Raft configuration (bootstrap_expect relies on it).
+func (n *Node) publishRaftState() {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if n.Log.HasState() {
+			if err := n.updateMeta(func(m *membership.Meta) { m.HasRaftState = true }); err != nil {
+				n.log.Warn("cannot publish raft state", "err", err)
+			} else {
+				return
+			}
+		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (n *Node) updateMeta(f func(*membership.Meta)) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	meta := n.Members.LocalMember().Meta
+	f(&meta)
+	return n.Members.UpdateMeta(meta)
+}
+
+// watchDeclaredDead rejoins whenever the membership layer learns the other
+// nodes declared this one dead: they have blocked its actor-system id for
+// good (protoactor's block list) while its activations may be running again
+// elsewhere. The node drops every activation and starts a new actor system,
+// which joins under a new id.
+func (n *Node) watchDeclaredDead() {
+	for {
+		ch := n.Members.DeclaredDead()
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-ch:
+		}
+		n.log.Warn("this node was declared dead by its peers; dropping activations and rejoining under a new actor-system id")
+		n.metrics.rejoins.Inc()
+		n.mu.Lock()
+		old := n.actors
+		n.actors = nil
+		n.rejoin++
+		n.mu.Unlock()
+		if old != nil {
+			ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+			if err := old.Stop(ctx, false); err != nil {
+				n.log.Warn("stopping the old actor system", "err", err)
+			}
+			cancel()
+		}
+		for n.ctx.Err() == nil {
+			a, err := n.startActors()
+			if err == nil {
+				n.mu.Lock()
+				n.actors = a
+				n.mu.Unlock()
+				n.log.Info("rejoined", "actor_system", a.ID())
+				break
+			}
+			n.log.Warn("rejoin failed; retrying", "err", err)
+			select {
+			case <-n.ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+}
+
+// Ready reports why the node cannot serve yet, or nil: it must be a member
+// with a running actor system, Raft must have a leader, and the local log
+// must have applied everything committed.
+func (n *Node) Ready() error {
+	if n.Actors() == nil {
+		return errors.New("actor system not running (rejoining)")
+	}
+	if len(n.Members.Alive()) == 0 {
+		return errors.New("not a member of the cluster")
+	}
+	r := n.Log.Raft()
+	if !n.Log.HasState() {
+		return errors.New("not yet part of the raft configuration (waiting for bootstrap or to be added)")
+	}
+	if _, id := r.LeaderWithID(); id == "" {
+		return errors.New("no raft leader")
+	}
+	if applied, commit := n.Log.FSM().AppliedIndex(), r.CommitIndex(); applied < commit {
+		return fmt.Errorf("log catching up: applied %d of %d", applied, commit)
+	}
+	return nil
+}
+
+// Shutdown leaves gracefully within ctx: hand Raft leadership over, withdraw
+// from the grain topology and stop every activation (passivation), leave the
+// gossip membership (peers see "left", not "dead"), then close the log.
+// Leaving does not remove the node from the Raft configuration: a restart
+// comes back as the same voter; see events.Node.RemoveSelf for a permanent
+// departure.
+func (n *Node) Shutdown(ctx context.Context) error {
+	var errs []error
+	if n.Log.IsLeader() {
+		if cfg, err := n.Log.Configuration(); err == nil && len(cfg.Servers) > 1 {
+			if err := n.Log.AwaitFuture(ctx, n.Log.Raft().LeadershipTransfer()); err != nil {
+				n.log.Warn("leadership transfer failed", "err", err)
+			}
+		}
+	}
+	if a := n.Actors(); a != nil {
+		if err := a.Stop(ctx, true); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	n.cancel()
+	left := make(chan error, 1)
+	go func() { left <- n.Members.Leave(time.Second) }()
+	select {
+	case err := <-left:
+		if err != nil {
+			n.log.Warn("gossip leave", "err", err)
+		}
+	case <-ctx.Done():
+	}
+	_ = n.Members.Shutdown()
+	n.wg.Wait()
+	errs = append(errs, n.Log.Close())
+	return errors.Join(errs...)
+}
+
+// Kill stops the node without leaving (tests: as close to a crash as an
+// in-process node gets).
+func (n *Node) Kill() error {
+	n.cancel()
+	if a := n.Actors(); a != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = a.Stop(ctx, false)
+		cancel()
+	}
+	_ = n.Members.Shutdown()
+	n.wg.Wait()
+	return n.Log.Close()
+}
