@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -68,7 +69,6 @@ type Node struct {
 	mu     sync.Mutex
 	actors *Actors
 	kinds  []*pcluster.Kind
-	rejoin int
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -124,7 +124,7 @@ func Start(cfg Config) (n *Node, err error) {
 		return nil, fmt.Errorf("raft stream layer: %w", err)
 	}
 	lc.StreamLayer = sl
-	raftAddr := string(sl.Addr().String())
+	raftAddr := sl.Addr().String()
 	if cfg.RaftAdvertise != "" {
 		raftAddr = cfg.RaftAdvertise
 	}
@@ -297,7 +297,6 @@ func (n *Node) watchDeclaredDead() {
 		n.mu.Lock()
 		old := n.actors
 		n.actors = nil
-		n.rejoin++
 		n.mu.Unlock()
 		if old != nil {
 			ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
@@ -324,20 +323,21 @@ func (n *Node) watchDeclaredDead() {
 	}
 }
 
-// Ready reports why the node cannot serve yet, or nil: it must be a member
-// with a running actor system, Raft must have a leader, and the local log
-// must have applied everything committed.
+// Ready reports why the node cannot serve yet, or nil: it must run an actor
+// system, be a server of the Raft configuration (bootstrapped or added, and
+// not removed), know a Raft leader, and have applied everything committed.
 func (n *Node) Ready() error {
 	if n.Actors() == nil {
 		return errors.New("actor system not running (rejoining)")
 	}
-	if len(n.Members.Alive()) == 0 {
-		return errors.New("not a member of the cluster")
+	cfg, err := n.Log.Configuration()
+	if err != nil {
+		return fmt.Errorf("raft configuration: %w", err)
+	}
+	if !slices.ContainsFunc(cfg.Servers, func(s raft.Server) bool { return s.ID == raft.ServerID(n.cfg.NodeID) }) {
+		return errors.New("not part of the raft configuration (waiting for bootstrap or to be added)")
 	}
 	r := n.Log.Raft()
-	if !n.Log.HasState() {
-		return errors.New("not yet part of the raft configuration (waiting for bootstrap or to be added)")
-	}
 	if _, id := r.LeaderWithID(); id == "" {
 		return errors.New("no raft leader")
 	}
@@ -381,18 +381,4 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	n.wg.Wait()
 	errs = append(errs, n.Log.Close())
 	return errors.Join(errs...)
-}
-
-// Kill stops the node without leaving (tests: as close to a crash as an
-// in-process node gets).
-func (n *Node) Kill() error {
-	n.cancel()
-	if a := n.Actors(); a != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = a.Stop(ctx, false)
-		cancel()
-	}
-	_ = n.Members.Shutdown()
-	n.wg.Wait()
-	return n.Log.Close()
 }
