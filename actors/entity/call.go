@@ -44,7 +44,10 @@ var (
 type Error struct {
 	Kind, ID string
 	Code     string
-	Message  string
+	// Reason is the job's machine-readable reason of a rejection (see
+	// Rejection); empty when the job gave none.
+	Reason  string
+	Message string
 }
 
 func (e *Error) Error() string {
@@ -144,7 +147,7 @@ func Call(ctx context.Context, c *pcluster.Cluster, kind, id string, cmd proto.M
 				last = errors.New(e.GetMessage())
 				continue
 			}
-			return nil, &Error{Kind: kind, ID: id, Code: e.GetCode(), Message: e.GetMessage()}
+			return nil, &Error{Kind: kind, ID: id, Code: e.GetCode(), Reason: e.GetReason(), Message: e.GetMessage()}
 		}
 		m, ok := res.(proto.Message)
 		if !ok {

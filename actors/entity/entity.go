@@ -67,6 +67,41 @@ type Spec[S any] struct {
 	Evolve func(state S, ev proto.Message) S
 	// Reply returns the reply to cmd given the state after its events.
 	Reply func(state S, cmd proto.Message, env Env) proto.Message
+	// Effects (optional) returns messages the shell sends, fire and forget,
+	// once a command's events are appended and applied: state is the state
+	// after them, evs the events (none for a command that writes nothing)
+	// and env.Version the stream's version after them, so event i of evs has
+	// version env.Version-len(evs)+1+i. It runs only when the command was
+	// accepted. Delivery is at most once: a receiver that must not miss a
+	// message recovers from the stream.
+	Effects func(state S, cmd proto.Message, evs []proto.Message, env Env) []Effect
+	// OnActivate (optional) returns messages to send once an activation has
+	// rebuilt its state (for example to tell connected parties that the
+	// entity moved, so they check what they may have missed).
+	OnActivate func(state S, env Env) []Effect
+}
+
+// Effect is a message for an actor, addressed by the parts of its PID (the
+// actor system's host:port and the actor's id) so that a pure core can keep
+// addresses in its state.
+type Effect struct {
+	Address, ID string
+	Msg         proto.Message
+}
+
+// Rejection is a Decide error that carries a machine-readable reason besides
+// its text; the caller sees it as *Error with Reason set. Jobs use it to give
+// their clients documented error codes.
+type Rejection struct {
+	Reason  string
+	Message string
+}
+
+func (r *Rejection) Error() string { return r.Message }
+
+// Reject returns a *Rejection.
+func Reject(reason, format string, args ...any) error {
+	return &Rejection{Reason: reason, Message: fmt.Sprintf(format, args...)}
 }
 
 // Validate reports every missing part at once.
@@ -234,6 +269,9 @@ func (s *shell[S]) activate(ctx actor.Context, ci *pcluster.ClusterIdentity) {
 	}
 	s.ready = true
 	ctx.SetReceiveTimeout(s.o.IdleTimeout)
+	if s.spec.OnActivate != nil {
+		s.send(ctx, s.spec.OnActivate(s.state, Env{ID: s.id, Version: s.version, Epoch: s.epoch, Now: s.o.Now()}))
+	}
 	if s.o.Metrics != nil {
 		s.o.Metrics.activations.WithLabelValues(s.spec.Kind, "ok").Inc()
 		s.o.Metrics.active.WithLabelValues(s.spec.Kind).Inc()
@@ -289,7 +327,12 @@ func (s *shell[S]) handle(ctx actor.Context, cmd proto.Message) {
 	env := Env{ID: s.id, Version: s.version, Epoch: s.epoch, Now: s.o.Now()}
 	evs, err := s.spec.Decide(s.state, cmd, env)
 	if err != nil {
-		s.respond(ctx, &entitypb.Error{Code: CodeRejected, Message: err.Error()}, "rejected")
+		e := &entitypb.Error{Code: CodeRejected, Message: err.Error()}
+		var r *Rejection
+		if errors.As(err, &r) {
+			e.Reason = r.Reason
+		}
+		s.respond(ctx, e, "rejected")
 		return
 	}
 	if len(evs) > 0 {
@@ -308,7 +351,20 @@ func (s *shell[S]) handle(ctx actor.Context, cmd proto.Message) {
 		}
 	}
 	env.Version = s.version
+	if s.spec.Effects != nil {
+		s.send(ctx, s.spec.Effects(s.state, cmd, evs, env))
+	}
 	s.respond(ctx, s.spec.Reply(s.state, cmd, env), "ok")
+}
+
+// send delivers effects, fire and forget.
+func (s *shell[S]) send(ctx actor.Context, effs []Effect) {
+	for _, e := range effs {
+		if e.Msg == nil || e.ID == "" || e.Address == "" {
+			continue
+		}
+		ctx.Send(actor.NewPID(e.Address, e.ID), e.Msg)
+	}
 }
 
 // append writes evs at the current version and epoch; it returns an error
@@ -349,7 +405,7 @@ func (s *shell[S]) respond(ctx actor.Context, reply proto.Message, outcome strin
 	if s.o.Metrics != nil {
 		s.o.Metrics.commands.WithLabelValues(s.spec.Kind, outcome).Inc()
 	}
-	if ctx.Sender() != nil {
+	if ctx.Sender() != nil && reply != nil {
 		ctx.Respond(reply)
 	}
 }

@@ -33,9 +33,12 @@ const (
 //	"invalid"     the command is not one this kind understands; nothing was written.
 //	"too_large"   the resulting events exceed the log's limits; nothing was written.
 type Error struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Code          string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
-	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Code    string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// reason is the job's machine-readable reason for a "rejected" command
+	// (entity.Rejection), empty otherwise.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -84,14 +87,22 @@ func (x *Error) GetMessage() string {
 	return ""
 }
 
+func (x *Error) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 var File_entity_proto protoreflect.FileDescriptor
 
 const file_entity_proto_rawDesc = "" +
 	"\n" +
-	"\fentity.proto\x12\x15switchboard.entity.v1\"5\n" +
+	"\fentity.proto\x12\x15switchboard.entity.v1\"M\n" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessageB>Z<github.com/switchboard-io/switchboard/actors/entity/entitypbb\x06proto3"
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reasonB>Z<github.com/switchboard-io/switchboard/actors/entity/entitypbb\x06proto3"
 
 var (
 	file_entity_proto_rawDescOnce sync.Once
