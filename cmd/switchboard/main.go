@@ -21,6 +21,7 @@ const usage = `switchboard: a self-hosted, clustered edge for enterprise communi
 
 Usage:
   switchboard serve [flags]        run a node (switchboard serve --help lists every key)
+  switchboard session open|join    open or join a relayed session, relaying stdin/stdout (--help for flags)
   switchboard bench log [flags]    benchmark the replicated event log (3 local nodes)
   switchboard tls ca|cert create   create the cluster CA or a node certificate (node-to-node mutual TLS)
   switchboard gossip-key           print a new random gossip encryption key (gossip.key)
@@ -42,6 +43,8 @@ func run(args []string) int {
 	switch args[0] {
 	case "serve":
 		err = serve(ctx, args[1:], os.Environ(), os.Stdout)
+	case "session":
+		err = sessionCmd(ctx, args[1:], os.Stdin, os.Stdout, os.Stderr, os.Environ())
 	case "bench":
 		if len(args) < 2 || args[1] != "log" {
 			fmt.Fprint(os.Stderr, "usage: switchboard bench log [flags]\n")
