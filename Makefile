@@ -14,7 +14,7 @@ DURATION ?= 10s
 PEER ?= none
 ROUNDS ?= 3
 
-.PHONY: help build run cluster test test-short bench bench-log lint fuzz proto tools clean
+.PHONY: help build run cluster test test-short bench bench-log bench-cluster lint fuzz proto tools clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -35,10 +35,14 @@ test: ## the whole test suite, race detector on; then the norace tests (races in
 test-short: ## quick unit tests only
 	$(GO) test -short -count=1 ./...
 
-bench: bench-log ## every benchmark (machine-readable BENCH lines)
+bench: bench-log bench-cluster ## every benchmark (machine-readable BENCH lines)
 
 bench-log: build ## 3-node event log vs (PEER=etcd) a 3-member etcd; CLIENTS=1,16,64,256 DURATION=10s ROUNDS=3
 	$(BIN)/switchboard bench log --binary $(BIN)/switchboard --clients $(CLIENTS) --duration $(DURATION) --peer $(PEER) --rounds $(ROUNDS)
+
+bench-cluster: ## node ready time, log replay time, cold grain activation p50/p99 (builds bin/switchboard-testkinds); CLUSTER_BENCH_ARGS=--replay-events=100000 scales down
+	CGO_ENABLED=0 $(GO) build -trimpath -tags testkinds -ldflags '$(LDFLAGS)' -o $(BIN)/switchboard-testkinds ./cmd/switchboard
+	$(BIN)/switchboard-testkinds bench cluster --binary $(BIN)/switchboard-testkinds $(CLUSTER_BENCH_ARGS)
 
 lint: tools ## gofmt, go vet, staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -23,6 +23,7 @@ Usage:
   switchboard serve [flags]        run a node (switchboard serve --help lists every key)
   switchboard session open|join    open or join a relayed session, relaying stdin/stdout (--help for flags)
   switchboard bench log [flags]    benchmark the replicated event log (3 local nodes)
+  switchboard bench cluster        node ready, log replay and grain activation times (-tags testkinds binary)
   switchboard tls ca|cert create   create the cluster CA or a node certificate (node-to-node mutual TLS)
   switchboard gossip-key           print a new random gossip encryption key (gossip.key)
   switchboard version              print the version
@@ -46,11 +47,15 @@ func run(args []string) int {
 	case "session":
 		err = sessionCmd(ctx, args[1:], os.Stdin, os.Stdout, os.Stderr, os.Environ())
 	case "bench":
-		if len(args) < 2 || args[1] != "log" {
-			fmt.Fprint(os.Stderr, "usage: switchboard bench log [flags]\n")
+		switch {
+		case len(args) >= 2 && args[1] == "log":
+			err = bench.RunLog(ctx, args[2:], os.Stdout)
+		case len(args) >= 2 && args[1] == "cluster":
+			err = bench.RunCluster(ctx, args[2:], os.Stdout)
+		default:
+			fmt.Fprint(os.Stderr, "usage: switchboard bench log|cluster [flags]\n")
 			return 2
 		}
-		err = bench.RunLog(ctx, args[2:], os.Stdout)
 	case "tls":
 		err = tlsCmd(args[1:], os.Stdout)
 	case "gossip-key":
