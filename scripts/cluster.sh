@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Starts three local Switchboard nodes on 127.0.0.1 (ports 7400-7404, 7410-7414,
-# 7420-7424) with a shared CA and gossip key under DIR; Ctrl-C stops them all.
+# Starts three local Switchboard nodes on 127.0.0.1 (ports 7400-7405, 7410-7415,
+# 7420-7425) with a shared CA and gossip key under DIR; Ctrl-C stops them all.
 # Usage: scripts/cluster.sh BINARY DIR
 set -euo pipefail
 bin=${1:?binary}
@@ -25,7 +25,7 @@ for i in 1 2 3; do
   for j in 1 2 3; do [ "$j" = "$i" ] || join+=("127.0.0.1:$((7403 + (j - 1) * 10))"); done
   "$bin" serve --node-id "$n" --data-dir "$dir/$n" \
     --raft-bind 127.0.0.1:$base --api-bind 127.0.0.1:$((base + 1)) --http-bind 127.0.0.1:$((base + 2)) \
-    --gossip-bind 127.0.0.1:$((base + 3)) --actor-bind 127.0.0.1:$((base + 4)) \
+    --gossip-bind 127.0.0.1:$((base + 3)) --actor-bind 127.0.0.1:$((base + 4)) --session-bind 127.0.0.1:$((base + 5)) \
     --join "$(IFS=,; echo "${join[*]}")" --bootstrap-expect 3 --gossip-key "$key" \
     --tls-ca-file "$dir/tls/switchboard-ca.pem" --tls-cert-file "$dir/tls/$n.pem" --tls-key-file "$dir/tls/$n-key.pem" \
     > >(sed "s/^/[$n] /") 2> >(sed "s/^/[$n] /" >&2) &

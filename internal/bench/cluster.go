@@ -30,9 +30,10 @@ type LogNode struct {
 	RaftAddr string // 127.0.0.1:port
 	APIAddr  string // gRPC Log API
 	HTTPAddr string // /readyz, /metrics
-	// GossipAddr is the membership address; ActorAddr the actor system's.
-	GossipAddr, ActorAddr string
-	Proc                  *Proc // stdout and stderr go to DIR/nI.log
+	// GossipAddr is the membership address; ActorAddr the actor system's;
+	// SessionAddr the session WebSocket endpoint's.
+	GossipAddr, ActorAddr, SessionAddr string
+	Proc                               *Proc // stdout and stderr go to DIR/nI.log
 }
 
 // ClusterOptions tunes StartLogClusterWith and StartEtcdClusterWith.
@@ -66,7 +67,7 @@ func (o ClusterOptions) withDefaults() ClusterOptions {
 //
 //	BINARY serve --node-id nI --data-dir DIR/nI --raft-bind 127.0.0.1:P
 //	  --api-bind 127.0.0.1:P --http-bind 127.0.0.1:P --gossip-bind 127.0.0.1:P
-//	  --actor-bind 127.0.0.1:P --join GOSSIP1,GOSSIP2,... --bootstrap-expect N
+//	  --actor-bind 127.0.0.1:P --session-bind 127.0.0.1:P --join GOSSIP1,GOSSIP2,... --bootstrap-expect N
 //	  --tls-ca-file DIR/tls/switchboard-ca.pem --tls-cert-file DIR/tls/nI.pem
 //	  --tls-key-file DIR/tls/nI-key.pem [ExtraArgs...]
 //
@@ -136,7 +137,7 @@ func StartLogClusterWith(ctx context.Context, binary string, n int, dir string, 
 
 // newNode allocates the addresses and the certificate of a node.
 func (c *LogCluster) newNode(id string) (*LogNode, error) {
-	ports, err := FreePorts(5)
+	ports, err := FreePorts(6)
 	if err != nil {
 		return nil, fmt.Errorf("log cluster: %w", err)
 	}
@@ -148,13 +149,14 @@ func (c *LogCluster) newNode(id string) (*LogNode, error) {
 		return nil, fmt.Errorf("log cluster: certificate for %s: %w", id, err)
 	}
 	return &LogNode{
-		ID:         id,
-		DataDir:    filepath.Join(c.Dir, id),
-		RaftAddr:   fmt.Sprintf("127.0.0.1:%d", ports[0]),
-		APIAddr:    fmt.Sprintf("127.0.0.1:%d", ports[1]),
-		HTTPAddr:   fmt.Sprintf("127.0.0.1:%d", ports[2]),
-		GossipAddr: fmt.Sprintf("127.0.0.1:%d", ports[3]),
-		ActorAddr:  fmt.Sprintf("127.0.0.1:%d", ports[4]),
+		ID:          id,
+		DataDir:     filepath.Join(c.Dir, id),
+		RaftAddr:    fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		APIAddr:     fmt.Sprintf("127.0.0.1:%d", ports[1]),
+		HTTPAddr:    fmt.Sprintf("127.0.0.1:%d", ports[2]),
+		GossipAddr:  fmt.Sprintf("127.0.0.1:%d", ports[3]),
+		ActorAddr:   fmt.Sprintf("127.0.0.1:%d", ports[4]),
+		SessionAddr: fmt.Sprintf("127.0.0.1:%d", ports[5]),
 	}, nil
 }
 
@@ -170,6 +172,7 @@ func (c *LogCluster) setArgs(nd *LogNode, binary string, expect int) {
 		"--http-bind", nd.HTTPAddr,
 		"--gossip-bind", nd.GossipAddr,
 		"--actor-bind", nd.ActorAddr,
+		"--session-bind", nd.SessionAddr,
 		"--tls-ca-file", filepath.Join(c.tlsDir, tlsutil.DefaultCACertFile),
 		"--tls-cert-file", cert,
 		"--tls-key-file", key,

@@ -77,6 +77,7 @@ func fakeServe(args []string) error {
 	httpBind := fs.String("http-bind", "", "")
 	gossipBind := fs.String("gossip-bind", "", "")
 	actorBind := fs.String("actor-bind", "", "")
+	_ = fs.String("session-bind", "", "")
 	join := fs.String("join", "", "")
 	expect := fs.Int("bootstrap-expect", 0, "")
 	caFile := fs.String("tls-ca-file", "", "")
