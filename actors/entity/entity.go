@@ -51,6 +51,10 @@ type Env struct {
 	Version uint64
 	Epoch   uint64    // the activation's epoch
 	Now     time.Time // the activation's clock when the command arrived
+	// Appended is the number of events the command appended (in Reply and
+	// Effects; 0 in Decide), so a reply can tell a command that wrote from
+	// one that was a no-op, e.g. a retried duplicate.
+	Appended int
 }
 
 // Spec is the pure core of a job's entity kind.
@@ -350,7 +354,7 @@ func (s *shell[S]) handle(ctx actor.Context, cmd proto.Message) {
 			s.state = s.spec.Evolve(s.state, ev)
 		}
 	}
-	env.Version = s.version
+	env.Version, env.Appended = s.version, len(evs)
 	if s.spec.Effects != nil {
 		s.send(ctx, s.spec.Effects(s.state, cmd, evs, env))
 	}

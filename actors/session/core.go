@@ -411,13 +411,8 @@ func checkSize(s State, payload []byte) error {
 // SendFrame, Info for Get, Ok otherwise. It is called only for accepted
 // commands.
 //
-// The shell does not tell Reply whether SendFrame wrote an event, so a
-// retried frame whose cseq equals the last accepted one is told apart from
-// the original by the state: it is the original when that frame is the
-// newest event (its seq is env.Version) and was written at env.Now (the shell
-// hands Decide and Reply the same Now). Either way the reply carries the
-// frame's seq; only the duplicate flag could be wrong, and only for a copy
-// that arrives in the same millisecond as the original.
+// A SendFrame that wrote nothing (env.Appended == 0) was a duplicate; one
+// whose cseq is the last accepted one still carries that frame's seq.
 func Reply(s State, cmd proto.Message, env entity.Env) proto.Message {
 	switch c := cmd.(type) {
 	case *sessionpb.Open:
@@ -435,7 +430,7 @@ func Reply(s State, cmd proto.Message, env entity.Env) proto.Message {
 		switch {
 		case c.GetCseq() == p.LastCseq:
 			r.Seq = p.LastFrameSeq
-			r.Duplicate = !(p.LastFrameSeq == env.Version && p.LastFrameAt == env.Now.UnixMilli())
+			r.Duplicate = env.Appended == 0
 		case c.GetCseq() < p.LastCseq:
 			r.Duplicate = true
 		}

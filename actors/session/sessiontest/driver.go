@@ -90,7 +90,7 @@ func (d *Driver) Do(cmd proto.Message) (reply proto.Message, effects []entity.Ef
 	if d.State.Version != d.Version() {
 		d.errorf("state.Version %d, stream version %d", d.State.Version, d.Version())
 	}
-	env.Version = d.Version()
+	env.Version, env.Appended = d.Version(), len(evs)
 	after := Snapshot(d.State)
 	effects = d.Spec.Effects(d.State, cmd, evs, env)
 	reply = d.Spec.Reply(d.State, cmd, env)
