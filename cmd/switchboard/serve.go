@@ -23,12 +23,14 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/switchboard-io/switchboard/actors/entity"
+	"github.com/switchboard-io/switchboard/actors/session"
 	"github.com/switchboard-io/switchboard/cluster"
 	"github.com/switchboard-io/switchboard/cluster/membership"
 	"github.com/switchboard-io/switchboard/cluster/tlsutil"
 	"github.com/switchboard-io/switchboard/cluster/voters"
 	"github.com/switchboard-io/switchboard/events"
 	"github.com/switchboard-io/switchboard/events/eventspb"
+	"github.com/switchboard-io/switchboard/gateway/sessionedge"
 	"github.com/switchboard-io/switchboard/internal/conf"
 )
 
@@ -45,6 +47,7 @@ type ServeConfig struct {
 	GossipAdvertise string        `conf:"gossip_advertise" help:"gossip address other nodes use (default: gossip_bind)"`
 	ActorBind       string        `conf:"actor_bind" help:"host:port of the actor system (grain messages between nodes)"`
 	ActorAdvertise  string        `conf:"actor_advertise" help:"actor address other nodes dial (default: actor_bind)"`
+	SessionBind     string        `conf:"session_bind" help:"host:port of the session WebSocket endpoint clients connect to (wss://HOST:PORT/v1/session)"`
 	Join            []string      `conf:"join" help:"gossip addresses of nodes to join, comma-separated; empty and bootstrap_expect 0 = start a new cluster alone"`
 	BootstrapExpect int           `conf:"bootstrap_expect" help:"start a new cluster once this many nodes without Raft state have joined (0 = off)"`
 	LogLevel        string        `conf:"log_level" help:"debug, info, warn or error"`
@@ -56,6 +59,18 @@ type ServeConfig struct {
 	Cluster         ClusterConfig `conf:"cluster"`
 	Raft            RaftConfig    `conf:"raft"`
 	Limits          LimitsConfig  `conf:"limits"`
+	Session         SessionConfig `conf:"session"`
+}
+
+// SessionConfig holds the keys of the session edge (docs/protocol.md).
+type SessionConfig struct {
+	TLSCertFile    string        `conf:"tls_cert_file" help:"PEM certificate (chain) clients see on session_bind (default: the node certificate, signed by the cluster CA)"`
+	TLSKeyFile     string        `conf:"tls_key_file" help:"PEM private key of session.tls_cert_file"`
+	Plaintext      bool          `conf:"plaintext" help:"serve ws:// without TLS (only behind a TLS-terminating proxy)"`
+	AllowedOrigins []string      `conf:"allowed_origins" help:"browser origins (scheme://host[:port], comma-separated) allowed to connect; requests without Origin are always allowed"`
+	HostTokens     []string      `conf:"host_tokens" help:"supporters allowed to open sessions: user:token or user:sha256:HEX entries, comma-separated (default: one token created at first start in data_dir/session-host-token)"`
+	MaxConnections int           `conf:"max_connections" help:"client connections this node accepts"`
+	Heartbeat      time.Duration `conf:"heartbeat" help:"heartbeat interval announced to clients; silent connections are closed after 3x"`
 }
 
 // GossipConfig holds the membership keys.
@@ -109,6 +124,7 @@ func DefaultServeConfig() ServeConfig {
 	gc := membership.DefaultConfig()
 	vc := voters.DefaultConfig()
 	eo := entity.DefaultOptions()
+	sc := sessionedge.DefaultConfig()
 	host, _ := os.Hostname()
 	return ServeConfig{
 		NodeID:        host,
@@ -138,6 +154,10 @@ func DefaultServeConfig() ServeConfig {
 		Limits: LimitsConfig{
 			MaxEventSize: ec.Limits.MaxEventSize, MaxEventsPerAppend: ec.Limits.MaxEventsPerAppend,
 			MaxAppendSize: ec.Limits.MaxAppendSize,
+		},
+		SessionBind: "127.0.0.1:7405",
+		Session: SessionConfig{
+			MaxConnections: sc.MaxConnections, Heartbeat: sc.Heartbeat,
 		},
 	}
 }
@@ -170,7 +190,7 @@ func (c ServeConfig) Validate() error {
 		errs = append(errs, "node_id: must be set (e.g. --node-id n1)")
 	}
 	for _, l := range []struct{ key, v string }{{"raft_bind", c.RaftBind}, {"api_bind", c.APIBind}, {"http_bind", c.HTTPBind},
-		{"gossip_bind", c.GossipBind}, {"actor_bind", c.ActorBind}} {
+		{"gossip_bind", c.GossipBind}, {"actor_bind", c.ActorBind}, {"session_bind", c.SessionBind}} {
 		if _, _, err := net.SplitHostPort(l.v); err != nil {
 			errs = append(errs, fmt.Sprintf("%s: %q is not host:port (e.g. 127.0.0.1:7400)", l.key, l.v))
 		}
@@ -216,6 +236,7 @@ func (c ServeConfig) Validate() error {
 			errs = append(errs, strings.Split(strings.TrimSpace(err.Error()), "\n")...)
 		}
 	}
+	errs = append(errs, c.Session.problems()...)
 	if c.Cluster.GrainIdleTimeout <= 0 {
 		errs = append(errs, "cluster.grain_idle_timeout: must be positive (e.g. 5m)")
 	}
@@ -362,14 +383,17 @@ func serve(ctx context.Context, args, environ []string, stdout io.Writer) error 
 	bindErrs = append(bindErrs, err)
 	httpL, err := listen("http", "http_bind", cfg.HTTPBind)
 	bindErrs = append(bindErrs, err)
+	sessionL, err := listen("session", "session_bind", cfg.SessionBind)
+	bindErrs = append(bindErrs, err)
 	bindErrs = append(bindErrs, checkFree("gossip", "gossip_bind", cfg.GossipBind, true))
 	bindErrs = append(bindErrs, checkFree("actor", "actor_bind", cfg.ActorBind, false))
 	if err := errors.Join(bindErrs...); err != nil {
-		for _, l := range []net.Listener{raftL, apiL, httpL} {
-			if l != nil {
-				l.Close()
-			}
-		}
+		closeAll(raftL, apiL, httpL, sessionL)
+		return err
+	}
+	tokens, createdToken, tokenFile, err := hostTokens(cfg)
+	if err != nil {
+		closeAll(raftL, apiL, httpL, sessionL)
 		return err
 	}
 
@@ -393,12 +417,21 @@ func serve(ctx context.Context, args, environ []string, stdout io.Writer) error 
 		},
 		Voters: cfg.votersConfig(),
 		Kinds: func(log *events.Node) ([]*pcluster.Kind, error) {
-			if extraKinds == nil {
-				return nil, nil
-			}
 			o := entity.DefaultOptions()
 			o.Log, o.Logger, o.Metrics, o.IdleTimeout = log, logger, entityMetrics, cfg.Cluster.GrainIdleTimeout
-			return extraKinds(cfg.NodeID, o)
+			sk, err := entity.NewKind(session.Spec(), o)
+			if err != nil {
+				return nil, err
+			}
+			kinds := []*pcluster.Kind{sk}
+			if extraKinds != nil {
+				more, err := extraKinds(cfg.NodeID, o)
+				if err != nil {
+					return nil, err
+				}
+				kinds = append(kinds, more...)
+			}
+			return kinds, nil
 		},
 		TLS:        tlsCfg,
 		Logger:     logger,
@@ -406,8 +439,13 @@ func serve(ctx context.Context, args, environ []string, stdout io.Writer) error 
 	}
 	node, err := cluster.Start(nc)
 	if err != nil {
-		apiL.Close()
-		httpL.Close()
+		closeAll(apiL, httpL, sessionL)
+		return err
+	}
+	edge, sessionServer, err := startSessionEdge(cfg, node, sessionL, tlsCfg.Certificates, tokens, logger, reg)
+	if err != nil {
+		closeAll(apiL, httpL, sessionL)
+		_ = node.Shutdown(context.Background())
 		return err
 	}
 	grpcServer := grpc.NewServer(grpc.MaxRecvMsgSize(nc.Log.Limits.MaxAppendSize+1<<20),
@@ -448,14 +486,25 @@ func serve(ctx context.Context, args, environ []string, stdout io.Writer) error 
 	if len(cfg.Join) > 0 || cfg.BootstrapExpect > 0 {
 		next = "joining " + strings.Join(cfg.Join, ", ")
 	}
-	fmt.Fprintf(stdout, "switchboard %s: node %q serving\n  data:    %s\n  api:     %s (gRPC, mutual TLS)\n  gossip:  %s\n  actors:  %s\n  health:  http://%s/readyz\n  metrics: http://%s/metrics\n  cert:    %s (valid until %s)\n  next:    %s\n",
+	scheme := "wss"
+	if cfg.Session.Plaintext {
+		scheme = "ws"
+	}
+	fmt.Fprintf(stdout, "switchboard %s: node %q serving\n  data:    %s\n  api:     %s (gRPC, mutual TLS)\n  gossip:  %s\n  actors:  %s\n  health:  http://%s/readyz\n  metrics: http://%s/metrics\n  cert:    %s (valid until %s)\n  session: %s://%s%s\n",
 		version, cfg.NodeID, cfg.DataDir, apiAdv, node.Members.LocalMember().Addr, node.Actors().Address(),
-		httpL.Addr(), httpL.Addr(), bundle.NodeName(), bundle.NotAfter().Format(time.DateOnly), next)
+		httpL.Addr(), httpL.Addr(), bundle.NodeName(), bundle.NotAfter().Format(time.DateOnly), scheme, sessionL.Addr(), sessionedge.Path)
+	printHostToken(stdout, createdToken, tokenFile)
+	fmt.Fprintf(stdout, "  next:    %s\n", next)
 
 	<-ctx.Done()
 	logger.Info("shutting down", "component", "serve")
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 	defer cancel()
+	// Clients first: they resume on other nodes while this one leaves.
+	if err := edge.Shutdown(sctx); err != nil {
+		logger.Warn("session edge shutdown", "component", "serve", "err", err)
+	}
+	_ = sessionServer.Shutdown(sctx)
 	stopped := make(chan struct{})
 	go func() { grpcServer.GracefulStop(); close(stopped) }()
 	err = node.Shutdown(sctx)
@@ -466,6 +515,14 @@ func serve(ctx context.Context, args, environ []string, stdout io.Writer) error 
 	}
 	_ = httpServer.Shutdown(sctx)
 	return err
+}
+
+func closeAll(ls ...net.Listener) {
+	for _, l := range ls {
+		if l != nil {
+			l.Close()
+		}
+	}
 }
 
 func actorLogLevel(level string) slog.Level {
