@@ -188,4 +188,3 @@ func (c *conn) catchUp(through, upTo uint64) (uint64, bool) {
 	}
 	return through, true
 }
-

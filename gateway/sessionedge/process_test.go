@@ -451,5 +451,3 @@ func TestProcessSessionOneNode(t *testing.T) {
 	bad.sendControl(sessionwire.Control{Type: sessionwire.TypeJoin, V: 1, Session: hw.Session, Secret: hw.JoinSecret, Name: "Late"})
 	bad.expectError("session_ended", true)
 }
-
-
