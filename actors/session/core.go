@@ -408,7 +408,8 @@ func checkSize(s State, payload []byte) error {
 
 // Reply answers cmd given the state after its events (env.Version is the
 // version after them): Welcome for Open, Join and Attach, FrameAccepted for
-// SendFrame, Info for Get, Ok otherwise. It is called only for accepted
+// SendFrame, Info for Get, nothing for StreamFrame and Ack (the shell sends
+// no reply), Ok otherwise. It is called only for accepted
 // commands.
 //
 // A SendFrame that wrote nothing (env.Appended == 0) was a duplicate; one
@@ -437,6 +438,10 @@ func Reply(s State, cmd proto.Message, env entity.Env) proto.Message {
 		return r
 	case *sessionpb.Get:
 		return info(s)
+	case *sessionpb.StreamFrame, *sessionpb.Ack:
+		// Told, not asked: the edge sends these without waiting, and a
+		// reply per stream frame would double the traffic.
+		return nil
 	}
 	return &sessionpb.Ok{}
 }

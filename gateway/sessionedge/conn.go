@@ -115,6 +115,12 @@ func (c *conn) connRef() *sessionpb.Conn {
 	return &sessionpb.Conn{Address: c.pid.GetAddress(), Id: c.pid.GetId(), Node: c.e.cfg.NodeID}
 }
 
+func (c *conn) actorPID() *actor.PID {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pid
+}
+
 // spawn (re)creates the connection's actor on cluster cl.
 func (c *conn) spawn(cl *pcluster.Cluster) error {
 	pid, err := spawnActor(cl.ActorSystem, c)
@@ -197,9 +203,9 @@ func (c *conn) cleanup() {
 		cl := c.e.node.Cluster()
 		ref := &sessionpb.Conn{Address: pid.GetAddress(), Id: pid.GetId(), Node: c.e.cfg.NodeID}
 		if a := c.acked.Load(); a > 0 {
-			c.e.tell(cl, code, &sessionpb.Ack{Participant: p, Seq: a})
+			c.e.tell(cl, code, &sessionpb.Ack{Participant: p, Seq: a}, nil)
 		}
-		c.e.tell(cl, code, &sessionpb.Detach{Participant: p, Conn: ref})
+		c.e.tell(cl, code, &sessionpb.Detach{Participant: p, Conn: ref}, nil)
 	}
 	if pid != nil {
 		if cl := c.e.node.Cluster(); cl != nil {
@@ -483,7 +489,7 @@ func (c *conn) writer() {
 		case now := <-tick.C:
 			if a := c.acked.Load(); a > ackSent {
 				ackSent = a
-				c.e.tell(c.e.node.Cluster(), c.code, &sessionpb.Ack{Participant: c.participant, Seq: a})
+				c.e.tell(c.e.node.Cluster(), c.code, &sessionpb.Ack{Participant: c.participant, Seq: a}, c.actorPID())
 			}
 			if now.Sub(time.Unix(0, c.lastRecv.Load())) > 3*hb {
 				c.log.Debug("heartbeat timeout")
@@ -552,7 +558,7 @@ func (c *conn) reader() {
 			}
 			if f.Kind == sessionwire.KindStream {
 				c.e.m.frames.WithLabelValues("in", "stream").Inc()
-				c.e.tell(c.e.node.Cluster(), c.code, &sessionpb.StreamFrame{Participant: c.participant, Payload: append([]byte(nil), f.Payload...)})
+				c.e.tell(c.e.node.Cluster(), c.code, &sessionpb.StreamFrame{Participant: c.participant, Payload: append([]byte(nil), f.Payload...)}, c.actorPID())
 				continue
 			}
 			if f.CSeq == 0 {

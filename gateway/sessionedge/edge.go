@@ -287,7 +287,7 @@ func (e *Edge) sweep() {
 		sys := e.sys
 		e.mu.Unlock()
 		for code := range seen {
-			e.tell(sys, code, &sessionpb.Expire{})
+			e.tell(sys, code, &sessionpb.Expire{}, nil)
 		}
 	}
 }
@@ -305,8 +305,12 @@ func (e *Edge) call(ctx context.Context, code string, cmd proto.Message, idempot
 	return entity.Call(ctx, c, session.Kind, code, cmd, opts...)
 }
 
-// tell sends cmd to the session grain without waiting (stream frames, acks).
-func (e *Edge) tell(c *pcluster.Cluster, code string, cmd proto.Message) {
+// tell sends cmd to the session grain without waiting for a reply (stream
+// frames, acks, detach, expire; the grain answers none of them). With a
+// sender (a connection's actor), a message that finds no activation comes
+// back as a dead letter, which makes the sender forget the cached PID so the
+// next message activates the grain again.
+func (e *Edge) tell(c *pcluster.Cluster, code string, cmd proto.Message, sender *actor.PID) {
 	if c == nil {
 		return
 	}
@@ -317,7 +321,11 @@ func (e *Edge) tell(c *pcluster.Cluster, code string, cmd proto.Message) {
 		}
 		c.PidCache.Set(code, session.Kind, pid)
 	}
-	c.ActorSystem.Root.Send(pid, cmd)
+	if sender == nil {
+		c.ActorSystem.Root.Send(pid, cmd)
+		return
+	}
+	c.ActorSystem.Root.RequestWithCustomSender(pid, cmd, sender)
 }
 
 func newConnID() string {
@@ -335,6 +343,12 @@ func spawnActor(sys *actor.ActorSystem, c *conn) (*actor.PID, error) {
 		switch m := ctx.Message().(type) {
 		case *sessionpb.Deliver, *sessionpb.StreamDeliver, *sessionpb.Sync, *sessionpb.Gap:
 			c.push(m.(proto.Message))
+		case *actor.DeadLetterResponse:
+			// A message this connection told its grain found no
+			// activation: the cached PID is stale.
+			if cl := c.e.node.Cluster(); cl != nil {
+				cl.PidCache.Remove(c.sessionCode(), session.Kind)
+			}
 		}
 	})
 	pid, err := sys.Root.SpawnNamed(props, actorIDPrefix+c.id)
