@@ -1,0 +1,153 @@
+package sessionclient
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// Defaults of Config.
+const (
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultMinBackoff       = 50 * time.Millisecond
+	DefaultMaxBackoff       = 2 * time.Second
+	DefaultGiveUpAfter      = 60 * time.Second
+	// DefaultWindow is the default number of durable frames that may be
+	// unconfirmed at once; Send blocks while that many are.
+	DefaultWindow = 256
+)
+
+// SessionPath is the HTTP path of the session endpoint on a node.
+const SessionPath = "/v1/session"
+
+// DialFunc opens a WebSocket connection. It has the signature of
+// websocket.Dial, which is the default; tests replace it to count or fail
+// dials.
+type DialFunc func(ctx context.Context, url string, opts *websocket.DialOptions) (*websocket.Conn, *http.Response, error)
+
+// Config says how a Session reaches the cluster and how hard it tries.
+// The zero value of every field but Nodes is replaced by its default.
+type Config struct {
+	// Nodes are the cluster's session endpoints, tried in order for the first
+	// connection and round robin (starting after the one that failed) when
+	// reconnecting: wss://host:port/v1/session or ws://… (a node with
+	// session.plaintext); a bare host:port means wss://host:port/v1/session.
+	Nodes []string
+	// TLS configures wss:// connections (for example RootCAs = the cluster
+	// CA). Nil means the system roots.
+	TLS *tls.Config
+	// HandshakeTimeout bounds one attempt: dial, upgrade, hello, welcome.
+	HandshakeTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the jittered exponential pause between
+	// two full rounds over Nodes.
+	MinBackoff, MaxBackoff time.Duration
+	// GiveUpAfter is how long a Session keeps trying to resume before it
+	// reports ErrUnavailable (and how long Open and Join try at most).
+	GiveUpAfter time.Duration
+	// Window bounds the unconfirmed durable frames (default 256).
+	Window int
+	// Logger receives Debug lines for reconnect attempts and Info lines for
+	// resumes; nil discards.
+	Logger *slog.Logger
+	// Dialer replaces websocket.Dial (tests).
+	Dialer DialFunc
+}
+
+// withDefaults returns a copy of c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if c.MinBackoff == 0 {
+		c.MinBackoff = DefaultMinBackoff
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = DefaultMaxBackoff
+	}
+	if c.GiveUpAfter == 0 {
+		c.GiveUpAfter = DefaultGiveUpAfter
+	}
+	if c.Window == 0 {
+		c.Window = DefaultWindow
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Dialer == nil {
+		c.Dialer = websocket.Dial
+	}
+	return c
+}
+
+// Validate reports every problem of c at once (after defaults are applied,
+// so zero durations are fine).
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	if len(c.Nodes) == 0 {
+		errs = append(errs, errors.New("Nodes: at least one node address is needed"))
+	}
+	for i, n := range c.Nodes {
+		if _, err := NodeURL(n); err != nil {
+			errs = append(errs, fmt.Errorf("Nodes[%d]: %w", i, err))
+		}
+	}
+	if c.HandshakeTimeout < 0 {
+		errs = append(errs, fmt.Errorf("HandshakeTimeout %v: must be positive", c.HandshakeTimeout))
+	}
+	if c.MinBackoff < 0 {
+		errs = append(errs, fmt.Errorf("MinBackoff %v: must be positive", c.MinBackoff))
+	}
+	if c.MaxBackoff < c.MinBackoff {
+		errs = append(errs, fmt.Errorf("MaxBackoff %v: must be at least MinBackoff (%v)", c.MaxBackoff, c.MinBackoff))
+	}
+	if c.GiveUpAfter < 0 {
+		errs = append(errs, fmt.Errorf("GiveUpAfter %v: must be positive", c.GiveUpAfter))
+	}
+	if c.Window < 1 || c.Window > 1<<20 {
+		errs = append(errs, fmt.Errorf("Window %d: must be between 1 and 1048576", c.Window))
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("sessionclient: invalid config: %w", errors.Join(errs...))
+}
+
+// NodeURL turns a node address into the URL of its session endpoint: a bare
+// host:port becomes wss://host:port/v1/session; a ws:// or wss:// URL without
+// a path gets /v1/session.
+func NodeURL(node string) (string, error) {
+	node = strings.TrimSpace(node)
+	if node == "" {
+		return "", errors.New("empty node address")
+	}
+	if !strings.Contains(node, "://") {
+		if _, _, err := net.SplitHostPort(node); err != nil {
+			return "", fmt.Errorf("%q is neither host:port nor a ws:// or wss:// URL: %w", node, err)
+		}
+		return "wss://" + node + SessionPath, nil
+	}
+	u, err := url.Parse(node)
+	if err != nil {
+		return "", fmt.Errorf("%q: %w", node, err)
+	}
+	if u.Scheme != "wss" && u.Scheme != "ws" {
+		return "", fmt.Errorf("%q: scheme must be wss or ws, not %q", node, u.Scheme)
+	}
+	if u.Host == "" {
+		return "", fmt.Errorf("%q: no host", node)
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = SessionPath
+	}
+	return u.String(), nil
+}
