@@ -31,15 +31,22 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// Limits are fixed when a session is opened.
+// Limits are fixed when a session is opened. In Open, a field left at 0 takes
+// its default (session.DefaultLimits: 10, 65536, 200, 400, 1800, 0); Opened
+// records the limits with the defaults filled in. Open is rejected with
+// bad_request, naming every bad field, when a field is outside its bounds.
 type Limits struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
-	MaxParticipants uint32                 `protobuf:"varint,1,opt,name=max_participants,json=maxParticipants,proto3" json:"max_participants,omitempty"`     // host included; 2..100
-	MaxFrameBytes   uint32                 `protobuf:"varint,2,opt,name=max_frame_bytes,json=maxFrameBytes,proto3" json:"max_frame_bytes,omitempty"`         // payload of one durable or stream frame; 1..524288
-	FramesPerSecond uint32                 `protobuf:"varint,3,opt,name=frames_per_second,json=framesPerSecond,proto3" json:"frames_per_second,omitempty"`   // per participant, durable and stream together (enforced by the edge)
-	Burst           uint32                 `protobuf:"varint,4,opt,name=burst,proto3" json:"burst,omitempty"`                                                // token-bucket depth for frames_per_second
-	IdleTimeoutS    uint32                 `protobuf:"varint,5,opt,name=idle_timeout_s,json=idleTimeoutS,proto3" json:"idle_timeout_s,omitempty"`            // 0 = never; else the session ends after this long without activity
-	ExpiresAtUnixMs int64                  `protobuf:"varint,6,opt,name=expires_at_unix_ms,json=expiresAtUnixMs,proto3" json:"expires_at_unix_ms,omitempty"` // 0 = no hard expiry
+	MaxParticipants uint32                 `protobuf:"varint,1,opt,name=max_participants,json=maxParticipants,proto3" json:"max_participants,omitempty"`   // host included; 2..100
+	MaxFrameBytes   uint32                 `protobuf:"varint,2,opt,name=max_frame_bytes,json=maxFrameBytes,proto3" json:"max_frame_bytes,omitempty"`       // payload of one durable or stream frame; 1..524288
+	FramesPerSecond uint32                 `protobuf:"varint,3,opt,name=frames_per_second,json=framesPerSecond,proto3" json:"frames_per_second,omitempty"` // per participant, durable and stream together (enforced by the edge); 1..10000
+	Burst           uint32                 `protobuf:"varint,4,opt,name=burst,proto3" json:"burst,omitempty"`                                              // token-bucket depth for frames_per_second; 1..20000
+	// The session ends (Expire) after this long without activity (an Opened,
+	// Joined, Attached, FrameSent or Left event; stream frames and acks do not
+	// count); 60..604800 (one week). 0 in Open takes the default (1800); 0 in
+	// Opened would mean never, but Open cannot ask for it.
+	IdleTimeoutS    uint32 `protobuf:"varint,5,opt,name=idle_timeout_s,json=idleTimeoutS,proto3" json:"idle_timeout_s,omitempty"`
+	ExpiresAtUnixMs int64  `protobuf:"varint,6,opt,name=expires_at_unix_ms,json=expiresAtUnixMs,proto3" json:"expires_at_unix_ms,omitempty"` // 0 = no hard expiry; else it must be in the future at Open
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
