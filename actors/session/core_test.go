@@ -596,6 +596,9 @@ func TestSendFrame(t *testing.T) {
 		t.Fatal("payload")
 	}
 	// The same frame again, at once and later: acknowledged, not written.
+	if fa := noop(t, d, &sessionpb.SendFrame{Participant: "p2", Cseq: 1, Payload: []byte("1234")}).(*sessionpb.FrameAccepted); fa.GetSeq() != 5 || !fa.GetDuplicate() {
+		t.Fatalf("immediate duplicate %v", fa)
+	}
 	d.Advance(time.Millisecond)
 	if fa := noop(t, d, &sessionpb.SendFrame{Participant: "p2", Cseq: 1, Payload: []byte("1234")}).(*sessionpb.FrameAccepted); fa.GetSeq() != 5 || !fa.GetDuplicate() {
 		t.Fatalf("duplicate %v", fa)

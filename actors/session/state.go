@@ -70,7 +70,6 @@ type Participant struct {
 	Acked          uint64 // the newest seq it acknowledged
 	LastCseq       uint64 // the newest durable frame cseq accepted from it
 	LastFrameSeq   uint64 // the seq of that frame
-	LastFrameAt    int64  // and when it was written (Unix ms)
 }
 
 func (p *Participant) proto() *sessionpb.Participant {
@@ -221,7 +220,6 @@ func Evolve(s State, ev proto.Message) State {
 		if i := s.participant(e.GetFrom()); i >= 0 {
 			ps[i].LastCseq = e.GetCseq()
 			ps[i].LastFrameSeq = seq
-			ps[i].LastFrameAt = e.GetAtUnixMs()
 		}
 		s.Participants = ps
 		s.Frames++
