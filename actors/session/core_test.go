@@ -916,3 +916,48 @@ func TestDeliverFor(t *testing.T) {
 		t.Fatalf("deliver %v", dv)
 	}
 }
+
+func TestLastFor(t *testing.T) {
+	for _, tc := range []struct {
+		ev   proto.Message
+		want bool
+	}{
+		{&sessionpb.Left{Participant: "p2"}, true},
+		{&sessionpb.Left{Participant: "p3"}, false},
+		{&sessionpb.Ended{By: "p1"}, true},
+		{&sessionpb.Opened{}, true},
+		{&sessionpb.Joined{Participant: "p2"}, false},
+		{&sessionpb.FrameSent{From: "p1"}, false},
+	} {
+		if got := session.LastFor(tc.ev, "p2"); got != tc.want {
+			t.Errorf("LastFor(%T %v) = %v", tc.ev, tc.ev, got)
+		}
+	}
+	// Following the stream with MeantFor until LastFor gives exactly what
+	// the driver's independent reading says, across a reopen.
+	d := opened(t, 2)
+	do(t, d, &sessionpb.SendFrame{Participant: "p1", Cseq: 1})
+	do(t, d, &sessionpb.Leave{Participant: "p2"})
+	do(t, d, &sessionpb.SendFrame{Participant: "p3", Cseq: 1})
+	do(t, d, &sessionpb.End{By: "p1"})
+	first := d.MeantFor()
+	do(t, d, openCmd())
+	do(t, d, joinCmd("again", "p2"))
+	do(t, d, &sessionpb.SendFrame{Participant: "p1", Cseq: 1})
+	for _, p := range []string{"p1", "p2", "p3"} {
+		want := first[p]
+		var got []uint64
+		for i := int(want[0]); i < len(d.Log); i++ { // after its Joined
+			ev := d.Log[i]
+			if session.MeantFor(ev, p) {
+				got = append(got, uint64(i+1))
+			}
+			if session.LastFor(ev, p) {
+				break
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want[1:]) {
+			t.Errorf("%s: read %v, meant %v", p, got, want[1:])
+		}
+	}
+}

@@ -158,6 +158,21 @@ func MeantFor(ev proto.Message, r string) bool {
 	return false
 }
 
+// LastFor reports whether, reading the stream forward, nothing after event
+// ev is meant for participant r: ev is r's own Left, or Ended (itself meant
+// for r), or Opened (a new instance whose participants are others, even
+// where their ids repeat; ev itself is not meant for r). A reader catching
+// up for r stops there.
+func LastFor(ev proto.Message, r string) bool {
+	switch e := ev.(type) {
+	case *sessionpb.Left:
+		return e.GetParticipant() == r
+	case *sessionpb.Ended, *sessionpb.Opened:
+		return true
+	}
+	return false
+}
+
 // Evolve applies one event and returns the new state; s itself is left
 // unchanged. Every event counts for the version, known or not.
 func Evolve(s State, ev proto.Message) State {
