@@ -2,6 +2,7 @@ package sessionclient
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -76,6 +77,7 @@ func (s *Session) connect(ctx context.Context, first int, hello func() sessionwi
 	begin := time.Now()
 	var lastErr error
 	for round := 0; ; round++ {
+		certErrors := 0
 		for i := range s.urls {
 			idx := (first + i) % len(s.urls)
 			if s.ctx.Err() != nil {
@@ -97,6 +99,15 @@ func (s *Session) connect(ctx context.Context, first int, hello func() sessionwi
 			}
 			s.log.Debug("session connect attempt failed", "node", s.urls[idx], "err", err)
 			lastErr = err
+			var ce *tls.CertificateVerificationError
+			if errors.As(err, &ce) {
+				certErrors++
+			}
+		}
+		if certErrors == len(s.urls) {
+			// Every node presented a certificate we do not trust: waiting
+			// will not change that.
+			return nil, sessionwire.Control{}, fmt.Errorf("no node has a trusted certificate: %w", lastErr)
 		}
 		d := min(s.cfg.MaxBackoff, s.cfg.MinBackoff<<min(round, 20))
 		d = d/2 + rand.N(d/2+1)
