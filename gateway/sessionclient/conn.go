@@ -367,8 +367,14 @@ func (s *Session) enqueue(c *conn, m Message, prevSeq uint64) error {
 		}
 		if prevSeq > s.lastQueued {
 			// The server says a message meant for us came before this one
-			// and we never saw it: resume from what we processed.
-			return fmt.Errorf("message %d follows %d but the last one received is %d", m.Seq, prevSeq, s.lastQueued)
+			// and we never saw it: resume from what we processed, which
+			// replays it. Only once per message, so that a server whose
+			// prev_seq is wrong cannot make us reconnect forever.
+			if s.prevRetrySeq != m.Seq {
+				s.prevRetrySeq = m.Seq
+				return fmt.Errorf("message %d follows %d but the last one received is %d", m.Seq, prevSeq, s.lastQueued)
+			}
+			s.log.Warn("session: server's prev_seq names a message never delivered", "seq", m.Seq, "prev_seq", prevSeq, "last_received", s.lastQueued)
 		}
 	}
 	for len(s.queue)-s.qhead >= maxQueueMessages || (s.qbytes >= maxQueueBytes && len(s.queue) > s.qhead) {

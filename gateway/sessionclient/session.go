@@ -161,6 +161,8 @@ type Session struct {
 	processed  uint64 // highest durable seq returned by Recv
 	acked      uint64 // highest seq the server knows we processed
 	lastAckAt  time.Time
+	// prevRetrySeq: the message whose prev_seq last made us resume.
+	prevRetrySeq uint64
 
 	leaving   bool
 	ending    bool

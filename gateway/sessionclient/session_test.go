@@ -753,3 +753,31 @@ func TestSendBlocksWhenWindowIsFull(t *testing.T) {
 	}
 	checkSequence(t, got, 5, "guest")
 }
+
+// A message lost on the way (the next one's prev_seq names it) makes the
+// client resume, which delivers it.
+func TestLostMessageDetectedByPrevSeq(t *testing.T) {
+	srv := newServer(t, sessiontest.Options{})
+	host, guest := openPair(t, srv, testConfig(t, srv), Limits{})
+	ctx := ctxT(t, 10*time.Second)
+	if err := sendAll(ctx, host, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := recvDurable(ctx, guest, 1); err != nil {
+		t.Fatal(err)
+	}
+	srv.LoseNext(host.Code(), "p2", 1)
+	for i := 1; i < 5; i++ {
+		if err := host.Send(ctx, frame(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := recvDurable(ctx, guest, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSequence(t, append([][]byte{frame(0)}, got...), 5, "guest")
+	if st := guest.Stats(); st.Reconnects != 1 {
+		t.Errorf("guest stats %+v", st)
+	}
+}

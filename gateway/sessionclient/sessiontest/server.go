@@ -109,6 +109,7 @@ type participant struct {
 	acked                 uint64
 	left                  bool
 	conn                  *sconn
+	lose                  int // durable messages to lose on the way to it
 }
 
 // New starts a server with opts.Nodes listeners on 127.0.0.1.
@@ -354,6 +355,19 @@ func (s *Server) RefuseFrames(code string, k int) {
 	s.mu.Unlock()
 }
 
+// LoseNext makes the server lose the next k durable messages on their way
+// to participant pid's connection, as a buggy relay would: the client can
+// tell from the next message's prev_seq.
+func (s *Server) LoseNext(code, pid string, k int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ss := s.sessions[code]; ss != nil {
+		if p := ss.part(pid); p != nil {
+			p.lose = k
+		}
+	}
+}
+
 // RejectNext makes the next handshake (open, join or resume, on any node)
 // fail with the fatal error code.
 func (s *Server) RejectNext(code string) {
@@ -430,7 +444,11 @@ func (s *Server) appendLocked(ss *session, e entry) uint64 {
 		prev := p.lastMeant
 		p.lastMeant = seq
 		if p.conn != nil {
-			p.conn.push(encodeEntry(&ss.log[seq-1], seq, prev))
+			if p.lose > 0 {
+				p.lose--
+			} else {
+				p.conn.push(encodeEntry(&ss.log[seq-1], seq, prev))
+			}
 			p.delivered = seq
 		}
 	}
