@@ -37,6 +37,7 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -90,6 +91,10 @@ const (
 
 // HostID is the participant id of the host.
 const HostID = "p1"
+
+// TouchEvery is how old the last recorded activity must be before a Touch
+// writes an Active event.
+const TouchEvery = time.Minute
 
 // Spec returns the session kind's core for the entity shell.
 func Spec() entity.Spec[State] {
@@ -172,7 +177,7 @@ func Decide(s State, cmd proto.Message, env entity.Env) ([]proto.Message, error)
 	}
 	switch cmd.(type) {
 	case *sessionpb.Join, *sessionpb.Attach, *sessionpb.Detach, *sessionpb.Leave, *sessionpb.SendFrame,
-		*sessionpb.StreamFrame, *sessionpb.Ack, *sessionpb.End, *sessionpb.Expire, *sessionpb.Get:
+		*sessionpb.StreamFrame, *sessionpb.Ack, *sessionpb.End, *sessionpb.Expire, *sessionpb.Get, *sessionpb.Touch:
 	default:
 		return nil, reject(ReasonBadRequest, "%T is not a session command", cmd)
 	}
@@ -283,6 +288,16 @@ func Decide(s State, cmd proto.Message, env entity.Env) ([]proto.Message, error)
 			return nil, err
 		}
 		return nil, checkSize(s, c.GetPayload())
+
+	case *sessionpb.Touch:
+		p, err := present(s, c.GetParticipant(), env)
+		if err != nil {
+			return nil, err
+		}
+		if now-s.LastActivity < TouchEvery.Milliseconds() {
+			return nil, nil
+		}
+		return []proto.Message{&sessionpb.Active{Participant: p.ID, AtUnixMs: now}}, nil
 
 	case *sessionpb.Ack:
 		p, err := present(s, c.GetParticipant(), env)
@@ -438,7 +453,7 @@ func Reply(s State, cmd proto.Message, env entity.Env) proto.Message {
 		return r
 	case *sessionpb.Get:
 		return info(s)
-	case *sessionpb.StreamFrame, *sessionpb.Ack:
+	case *sessionpb.StreamFrame, *sessionpb.Ack, *sessionpb.Touch:
 		// Told, not asked: the edge sends these without waiting, and a
 		// reply per stream frame would double the traffic.
 		return nil

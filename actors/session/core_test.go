@@ -735,6 +735,23 @@ func TestExpire(t *testing.T) {
 			noop(t, d, &sessionpb.Expire{})
 		})
 	}
+	t.Run("touch keeps a stream-only session alive", func(t *testing.T) {
+		d := newDriver(t)
+		o := openCmd()
+		o.Limits = &sessionpb.Limits{IdleTimeoutS: 120}
+		do(t, d, o)
+		d.Advance(59 * time.Second)
+		noop(t, d, &sessionpb.Touch{Participant: "p1"}) // recent activity: nothing written
+		d.Advance(time.Second)
+		if r, _ := writes(t, d, &sessionpb.Touch{Participant: "p1"}, &sessionpb.Active{}); r != nil {
+			t.Fatalf("touch is told, not asked: reply %v", r)
+		}
+		d.Advance(119 * time.Second)
+		noop(t, d, &sessionpb.Expire{})
+		d.Advance(time.Second)
+		writes(t, d, &sessionpb.Expire{}, &sessionpb.Ended{})
+		rejects(t, d, &sessionpb.Touch{Participant: "p1"}, session.ReasonEnded)
+	})
 	t.Run("detach is not activity", func(t *testing.T) {
 		d := newDriver(t)
 		o := openCmd()

@@ -100,7 +100,7 @@ type State struct {
 	EndedSeq       uint64
 	Frames         uint64 // durable frames sent
 	Bytes          uint64 // their payload bytes
-	LastActivity   int64  // Unix ms of the latest Opened/Joined/Attached/FrameSent/Left
+	LastActivity   int64  // Unix ms of the latest Opened/Joined/Attached/FrameSent/Left/Active
 	Joins          int    // Joined events of this instance
 	Participants   []Participant
 }
@@ -239,6 +239,8 @@ func Evolve(s State, ev proto.Message) State {
 		s.Participants = ps
 		s.Frames++
 		s.Bytes += uint64(len(e.GetPayload()))
+		s.LastActivity = e.GetAtUnixMs()
+	case *sessionpb.Active:
 		s.LastActivity = e.GetAtUnixMs()
 	case *sessionpb.Acknowledged:
 		s.Participants = s.update(e.GetParticipant(), func(p *Participant) {

@@ -518,6 +518,7 @@ func (c *conn) reader() {
 	frames := newBucket(float64(l.GetFramesPerSecond()), float64(max(l.GetBurst(), 1)))
 	controls := newBucket(c.e.cfg.ControlRate, c.e.cfg.ControlBurst)
 	maxPayload := int(l.GetMaxFrameBytes())
+	lastTouch := time.Now()
 	for {
 		typ, data, err := c.ws.Read(c.ctx)
 		if err != nil {
@@ -558,6 +559,12 @@ func (c *conn) reader() {
 			}
 			if f.Kind == sessionwire.KindStream {
 				c.e.m.frames.WithLabelValues("in", "stream").Inc()
+				if now.Sub(lastTouch) >= session.TouchEvery {
+					// Stream frames are not written; this keeps a session
+					// used only for screen sharing from ending as idle.
+					lastTouch = now
+					c.e.tell(c.e.node.Cluster(), c.code, &sessionpb.Touch{Participant: c.participant}, c.actorPID())
+				}
 				c.e.tell(c.e.node.Cluster(), c.code, &sessionpb.StreamFrame{Participant: c.participant, Payload: append([]byte(nil), f.Payload...)}, c.actorPID())
 				continue
 			}

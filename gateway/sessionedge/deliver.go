@@ -181,6 +181,14 @@ func (c *conn) catchUp(through, upTo uint64) (uint64, bool) {
 				}
 			}
 			through = re.Version
+			if session.LastFor(ev, c.participant) {
+				// The participant left, the session ended, or the code was
+				// reopened: nothing further in the stream is for this
+				// connection.
+				c.left.Store(true)
+				c.send(outMsg{closeCode: websocket.StatusNormalClosure, reason: "session over for this participant"})
+				return through, false
+			}
 		}
 		if upTo == 0 && len(evs) < readPage {
 			return through, true
