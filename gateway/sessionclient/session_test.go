@@ -719,11 +719,9 @@ func TestAcks(t *testing.T) {
 	guest.mu.Lock()
 	processed := guest.processed
 	guest.mu.Unlock()
-	waitFor(t, 2*time.Second, "the coalesced ack", func() bool {
-		guest.mu.Lock()
-		defer guest.mu.Unlock()
-		return guest.acked == processed
-	})
+	start := time.Now()
+	waitFor(t, 2*time.Second, "the coalesced ack at the server", func() bool { return srv.Acked(host.Code(), "p2") == processed })
+	t.Logf("ack reached the server %v after the last Recv", time.Since(start))
 }
 
 func TestSendBlocksWhenWindowIsFull(t *testing.T) {
@@ -779,5 +777,65 @@ func TestLostMessageDetectedByPrevSeq(t *testing.T) {
 	checkSequence(t, append([][]byte{frame(0)}, got...), 5, "guest")
 	if st := guest.Stats(); st.Reconnects != 1 {
 		t.Errorf("guest stats %+v", st)
+	}
+}
+
+// With every node gone for longer than GiveUpAfter, the application gets
+// ErrUnavailable (Open at once, an open session from Recv and Send).
+func TestGivesUpWhenNoNodeAnswers(t *testing.T) {
+	srv := newServer(t, sessiontest.Options{Nodes: 2})
+	cfg := testConfig(t, srv)
+	cfg.GiveUpAfter = 300 * time.Millisecond
+	host, _ := openPair(t, srv, cfg, Limits{})
+	ctx := ctxT(t, 10*time.Second)
+	srv.StopNode(0)
+	srv.StopNode(1)
+	start := time.Now()
+	if _, err := host.Recv(ctx); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Recv with every node down: %v", err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("gave up after %v", took)
+	}
+	if err := host.Send(ctx, []byte("x")); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Send: %v", err)
+	}
+	if _, err := Open(ctx, cfg, OpenParams{Token: sessiontest.DefaultHostToken, Name: "A"}); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Open: %v", err)
+	}
+}
+
+// Close keeps the participant in the session (detached) after a last ack.
+func TestCloseAcksAndDetaches(t *testing.T) {
+	srv := newServer(t, sessiontest.Options{})
+	host, guest := openPair(t, srv, testConfig(t, srv), Limits{})
+	ctx := ctxT(t, 10*time.Second)
+	if err := sendAll(ctx, host, 3); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := recvDurable(ctx, guest, 3); err != nil {
+		t.Fatal(err)
+	}
+	guest.mu.Lock()
+	processed := guest.processed
+	guest.mu.Unlock()
+	if err := guest.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := guest.Recv(ctx); !errors.Is(err, ErrClosed) {
+		t.Errorf("Recv after Close: %v", err)
+	}
+	if err := guest.Send(ctx, nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("Send after Close: %v", err)
+	}
+	waitFor(t, 5*time.Second, "the guest detached", func() bool { return srv.NodeOf(host.Code(), "p2") < 0 })
+	if ps := srv.Participants(host.Code()); len(ps) != 2 {
+		t.Errorf("participants after Close: %v", ps)
+	}
+	if guest.Stats().Reconnects != 0 {
+		t.Errorf("Close caused a reconnect: %+v", guest.Stats())
+	}
+	if a := srv.Acked(host.Code(), "p2"); a != processed {
+		t.Errorf("server has ack %d, the guest processed %d", a, processed)
 	}
 }

@@ -403,6 +403,19 @@ func (s *Server) Stats() Stats {
 	return Stats{Written: s.written, Duplicates: s.dupes}
 }
 
+// Acked returns the highest seq participant pid of session code
+// acknowledged.
+func (s *Server) Acked(code, pid string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ss := s.sessions[code]; ss != nil {
+		if p := ss.part(pid); p != nil {
+			return p.acked
+		}
+	}
+	return 0
+}
+
 // Participants returns the ids of session code's participants that have
 // not left.
 func (s *Server) Participants(code string) []string {
