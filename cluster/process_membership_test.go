@@ -43,9 +43,11 @@ func startClusterArgs(t *testing.T, bin string, n int, extra ...string) *bench.L
 	return c
 }
 
-// writer adds 1 to a few counters in a loop, round-robin over the nodes in
-// its target set, and keeps a ledger per counter. A reply other than 200 or
-// 503 (or a transport error, which is ambiguous) is a failure of the test.
+// writer adds 1 to a few counters, one goroutine per counter (so that a
+// call stuck on a node that died, which waits for its whole deadline, does
+// not hold up the others), round-robin over the nodes in its target set, and
+// keeps a ledger per counter. A reply other than 200 or 503 (or a transport
+// error, which is ambiguous) is a failure of the test.
 type writer struct {
 	ids []string
 
@@ -63,16 +65,17 @@ type writer struct {
 func startWriter(targets []string, ids ...string) *writer {
 	w := &writer{ids: ids, targets: slices.Clone(targets), ledgers: map[string]*ledger{},
 		stop: make(chan struct{}), done: make(chan struct{})}
-	for _, id := range ids {
+	var wg sync.WaitGroup
+	for k, id := range ids {
 		w.ledgers[id] = &ledger{}
+		wg.Go(func() { w.run(k, id) })
 	}
-	go w.run()
+	go func() { wg.Wait(); close(w.done) }()
 	return w
 }
 
-func (w *writer) run() {
-	defer close(w.done)
-	for i := 0; ; i++ {
+func (w *writer) run(k int, id string) {
+	for i := k; ; i++ {
 		select {
 		case <-w.stop:
 			return
@@ -81,7 +84,6 @@ func (w *writer) run() {
 		w.mu.Lock()
 		target := w.targets[i%len(w.targets)]
 		w.mu.Unlock()
-		id := w.ids[i%len(w.ids)]
 		_, amb, err := counterCall(target, id, 1)
 		w.mu.Lock()
 		l := w.ledgers[id]
@@ -340,20 +342,27 @@ func TestProcessFiveNodesKillRestartAddRemove(t *testing.T) {
 	leaving := agreedLeader(t, c)
 	gone := c.Nodes[leaving]
 	w.setTargets(httpAddrsExcept(c, gone.ID))
+	sigterm := time.Now()
 	if err := gone.Proc.Stop(15 * time.Second); err != nil {
 		t.Fatalf("graceful stop: %v", err)
 	}
 	if err := gone.Proc.ExitErr(); err != nil {
 		t.Fatalf("%s exited with %v after SIGTERM, want status 0", gone.ID, err)
 	}
-	stopped := time.Now()
+	t.Logf("%s stopped %v after SIGTERM", gone.ID, time.Since(sigterm).Round(time.Millisecond))
 	rest := ids(c, gone.ID)
 	for i, nd := range c.Nodes {
 		if nd != gone {
 			waitConfiguration(t, c, i, rest)
 		}
 	}
-	t.Logf("%s left; removed from the raft configuration %v after its SIGTERM (grace %s)", gone.ID, time.Since(stopped).Round(time.Millisecond), deadServerGrace)
+	// It left the gossip membership after the SIGTERM, and the grace runs
+	// from then: it cannot have been removed sooner.
+	took := time.Since(sigterm)
+	if grace, _ := time.ParseDuration(deadServerGrace); took < grace {
+		t.Fatalf("%s removed %v after its SIGTERM, before the grace of %v", gone.ID, took, grace)
+	}
+	t.Logf("%s removed from the raft configuration %v after its SIGTERM (grace %s)", gone.ID, took.Round(time.Millisecond), deadServerGrace)
 	removedLine := regexp.MustCompile(`msg="removed dead server" .*\bserver=` + regexp.QuoteMeta(gone.ID) + ` `)
 	eventually(t, 10*time.Second, "a node logs the removal", func() error {
 		for _, nd := range c.Nodes {
