@@ -185,9 +185,26 @@ func Decide(s State, cmd proto.Message, env entity.Env) ([]proto.Message, error)
 	case NeverOpened:
 		return nil, reject(ReasonUnknownSession, "no session %s", env.ID)
 	case Ended:
-		switch cmd.(type) {
+		switch c := cmd.(type) {
 		case *sessionpb.Get, *sessionpb.Expire, *sessionpb.Detach:
 			return nil, nil
+		case *sessionpb.Attach:
+			// A participant that was away when the session ended may still
+			// resume to read what it missed, up to the "ended" notice;
+			// nothing is written.
+			if c.GetResumed() {
+				p, err := present(s, c.GetParticipant(), env)
+				if err != nil {
+					return nil, err
+				}
+				if !matches(c.GetResumeToken(), p.ResumeTokenHash) {
+					return nil, reject(ReasonBadResumeToken, "wrong resume token for participant %s", p.ID)
+				}
+				if c.GetLastSeq() > p.Head {
+					return nil, reject(ReasonResumeFromFuture, "last_seq %d is past the newest seq %d sent to participant %s", c.GetLastSeq(), p.Head, p.ID)
+				}
+				return nil, nil
+			}
 		}
 		return nil, reject(ReasonEnded, "session %s ended (%s by %s)", env.ID, s.EndReason, s.EndedBy)
 	}

@@ -354,6 +354,22 @@ func TestEnded(t *testing.T) {
 	}
 }
 
+// A participant away when the session ended may resume to read up to the
+// "ended" notice; nothing is written, and a plain re-attach is refused.
+func TestResumeAfterEnd(t *testing.T) {
+	d := opened(t, 1)
+	do(t, d, &sessionpb.Detach{Participant: "p2", Conn: conn("p2")})
+	do(t, d, &sessionpb.End{By: "p1", Reason: "done"})
+	endSeq := d.Version()
+	r := noop(t, d, &sessionpb.Attach{Participant: "p2", ResumeToken: token("p2"), LastSeq: 3, Conn: conn("p2-new"), Resumed: true})
+	if w := r.(*sessionpb.Welcome); w.GetHead() != endSeq || w.GetParticipant() != "p2" {
+		t.Fatalf("welcome %v, want head %d (the ended notice)", w, endSeq)
+	}
+	rejects(t, d, &sessionpb.Attach{Participant: "p2", ResumeToken: []byte("wrong"), Conn: conn("p2-new"), Resumed: true}, session.ReasonBadResumeToken)
+	rejects(t, d, &sessionpb.Attach{Participant: "p2", ResumeToken: token("p2"), LastSeq: endSeq + 1, Conn: conn("p2-new"), Resumed: true}, session.ReasonResumeFromFuture)
+	rejects(t, d, &sessionpb.Attach{Participant: "p2", ResumeToken: token("p2"), Conn: conn("p2-new")}, session.ReasonEnded)
+}
+
 func TestReopen(t *testing.T) {
 	d := opened(t, 2)
 	do(t, d, &sessionpb.SendFrame{Participant: "p2", Cseq: 1, Payload: []byte("hello")})

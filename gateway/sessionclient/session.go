@@ -137,6 +137,7 @@ type Session struct {
 	mu sync.Mutex
 	// Identity, from the first welcome.
 	code, participant, role, resumeToken, joinSecret string
+	node                                             string // the node of the latest welcome
 	limits                                           Limits
 	heartbeat                                        time.Duration
 	participants                                     []Participant
@@ -257,6 +258,7 @@ func (s *Session) applyWelcomeLocked(w sessionwire.Control) {
 	if w.Participants != nil {
 		s.participants = append([]Participant(nil), w.Participants...)
 	}
+	s.node = w.Node
 	// Pace our own frames below the server's limit: the server counts per
 	// connection, so a new connection starts with a full bucket.
 	s.bucket = newTokenBucket(float64(s.limits.FramesPerSecond), float64(max(1, s.limits.Burst/2)))
@@ -264,6 +266,10 @@ func (s *Session) applyWelcomeLocked(w sessionwire.Control) {
 	s.writeFrom = s.confirmed + 1
 	s.lastProgress = time.Now()
 }
+
+// Node returns the id of the node the session is connected to (or was
+// connected to last), as its welcome said.
+func (s *Session) Node() string { s.mu.Lock(); defer s.mu.Unlock(); return s.node }
 
 // Code returns the session's 9-digit code.
 func (s *Session) Code() string { s.mu.Lock(); defer s.mu.Unlock(); return s.code }
