@@ -43,12 +43,12 @@ func startClusterArgs(t *testing.T, bin string, n int, extra ...string) *bench.L
 	return c
 }
 
-// writer adds 1 to a few counters, one goroutine per counter (so that a
+// counterWriter adds 1 to a few counters, one goroutine per counter (so that a
 // call stuck on a node that died, which waits for its whole deadline, does
 // not hold up the others), round-robin over the nodes in its target set, and
 // keeps a ledger per counter. A reply other than 200 or 503 (or a transport
 // error, which is ambiguous) is a failure of the test.
-type writer struct {
+type counterWriter struct {
 	ids []string
 
 	mu      sync.Mutex
@@ -62,8 +62,8 @@ type writer struct {
 	done chan struct{}
 }
 
-func startWriter(targets []string, ids ...string) *writer {
-	w := &writer{ids: ids, targets: slices.Clone(targets), ledgers: map[string]*ledger{},
+func startCounterWriter(targets []string, ids ...string) *counterWriter {
+	w := &counterWriter{ids: ids, targets: slices.Clone(targets), ledgers: map[string]*ledger{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	var wg sync.WaitGroup
 	for k, id := range ids {
@@ -74,7 +74,7 @@ func startWriter(targets []string, ids ...string) *writer {
 	return w
 }
 
-func (w *writer) run(k int, id string) {
+func (w *counterWriter) run(k int, id string) {
 	for i := k; ; i++ {
 		select {
 		case <-w.stop:
@@ -111,20 +111,20 @@ func (w *writer) run(k int, id string) {
 }
 
 // setTargets replaces the nodes the writer talks to.
-func (w *writer) setTargets(targets []string) {
+func (w *counterWriter) setTargets(targets []string) {
 	w.mu.Lock()
 	w.targets = slices.Clone(targets)
 	w.mu.Unlock()
 }
 
-func (w *writer) ackedSoFar() int64 {
+func (w *counterWriter) ackedSoFar() int64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.acked
 }
 
 // waitAcks waits until n more adds than now have been acknowledged.
-func (w *writer) waitAcks(t *testing.T, n int64, what string) {
+func (w *counterWriter) waitAcks(t *testing.T, n int64, what string) {
 	t.Helper()
 	base := w.ackedSoFar()
 	eventually(t, 30*time.Second, what, func() error {
@@ -143,7 +143,7 @@ func (w *writer) waitAcks(t *testing.T, n int64, what string) {
 // finish stops the writer and checks that every counter holds every
 // acknowledged add and no more than the ambiguous ones besides, reading each
 // through a write (a query could be answered by a stale activation).
-func (w *writer) finish(t *testing.T, via []string) {
+func (w *counterWriter) finish(t *testing.T, via []string) {
 	t.Helper()
 	close(w.stop)
 	<-w.done
@@ -241,7 +241,7 @@ func waitConfiguration(t *testing.T, c *bench.LogCluster, i int, want []string) 
 	})
 }
 
-func ids(c *bench.LogCluster, skip ...string) []string {
+func nodeIDs(c *bench.LogCluster, skip ...string) []string {
 	var out []string
 	for _, nd := range c.Nodes {
 		if !slices.Contains(skip, nd.ID) {
@@ -272,7 +272,7 @@ func TestProcessFiveNodesKillRestartAddRemove(t *testing.T) {
 	leader := agreedLeader(t, c)
 	t.Logf("5 nodes ready, 5 voters, leader %s (%v)", c.Nodes[leader].ID, time.Since(start).Round(time.Millisecond))
 
-	w := startWriter(c.HTTPAddrs(), "a", "b", "c", "d")
+	w := startCounterWriter(c.HTTPAddrs(), "a", "b", "c", "d")
 	defer func() {
 		select {
 		case <-w.done:
@@ -313,7 +313,7 @@ func TestProcessFiveNodesKillRestartAddRemove(t *testing.T) {
 	if st.GetNodeId() != victim.ID || !st.GetHasState() {
 		t.Fatalf("restarted node reports id %q has_state %v, want %q with state", st.GetNodeId(), st.GetHasState(), victim.ID)
 	}
-	all5 := ids(c)
+	all5 := nodeIDs(c)
 	for i := range c.Nodes {
 		waitConfiguration(t, c, i, all5)
 	}
@@ -329,7 +329,7 @@ func TestProcessFiveNodesKillRestartAddRemove(t *testing.T) {
 	if err := c.WaitReady(ctx, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	all6 := ids(c)
+	all6 := nodeIDs(c)
 	for i := range c.Nodes {
 		waitConfiguration(t, c, i, all6)
 	}
@@ -350,7 +350,7 @@ func TestProcessFiveNodesKillRestartAddRemove(t *testing.T) {
 		t.Fatalf("%s exited with %v after SIGTERM, want status 0", gone.ID, err)
 	}
 	t.Logf("%s stopped %v after SIGTERM", gone.ID, time.Since(sigterm).Round(time.Millisecond))
-	rest := ids(c, gone.ID)
+	rest := nodeIDs(c, gone.ID)
 	for i, nd := range c.Nodes {
 		if nd != gone {
 			waitConfiguration(t, c, i, rest)
