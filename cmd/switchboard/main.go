@@ -24,6 +24,8 @@ Usage:
   switchboard session open|join    open or join a relayed session, relaying stdin/stdout (--help for flags)
   switchboard bench log [flags]    benchmark the replicated event log (3 local nodes)
   switchboard bench cluster        node ready, log replay and grain activation times (-tags testkinds binary)
+  switchboard bench session        relayed session throughput and latency (3 local nodes; --peer nginx compares)
+  switchboard bench failover       session resume time when nodes are killed (3 local nodes)
   switchboard tls ca|cert create   create the cluster CA or a node certificate (node-to-node mutual TLS)
   switchboard gossip-key           print a new random gossip encryption key (gossip.key)
   switchboard version              print the version
@@ -52,8 +54,12 @@ func run(args []string) int {
 			err = bench.RunLog(ctx, args[2:], os.Stdout)
 		case len(args) >= 2 && args[1] == "cluster":
 			err = bench.RunCluster(ctx, args[2:], os.Stdout)
+		case len(args) >= 2 && args[1] == "session":
+			err = bench.RunSession(ctx, args[2:], os.Stdout)
+		case len(args) >= 2 && args[1] == "failover":
+			err = bench.RunFailover(ctx, args[2:], os.Stdout)
 		default:
-			fmt.Fprint(os.Stderr, "usage: switchboard bench log|cluster [flags]\n")
+			fmt.Fprint(os.Stderr, "usage: switchboard bench log|cluster|session|failover [flags]\n")
 			return 2
 		}
 	case "tls":
