@@ -13,8 +13,11 @@ CLIENTS ?= 1,16,64,256
 DURATION ?= 10s
 PEER ?= none
 ROUNDS ?= 3
+# bench-session / bench-failover knobs (PEER=nginx adds the nginx peer to bench-session; DURATION and ROUNDS apply too)
+SESSIONS ?= 64
+FAILOVER_ROUNDS ?= 10
 
-.PHONY: help build run cluster test test-short bench bench-log bench-cluster lint fuzz proto tools clean
+.PHONY: help build run cluster test test-short bench bench-log bench-cluster bench-session bench-failover lint fuzz proto tools clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -35,7 +38,7 @@ test: ## the whole test suite, race detector on; then the norace tests (races in
 test-short: ## quick unit tests only
 	$(GO) test -short -count=1 ./...
 
-bench: bench-log bench-cluster ## every benchmark (machine-readable BENCH lines)
+bench: bench-log bench-cluster bench-session bench-failover ## every benchmark (machine-readable BENCH lines)
 
 bench-log: build ## 3-node event log vs (PEER=etcd) a 3-member etcd; CLIENTS=1,16,64,256 DURATION=10s ROUNDS=3
 	$(BIN)/switchboard bench log --binary $(BIN)/switchboard --clients $(CLIENTS) --duration $(DURATION) --peer $(PEER) --rounds $(ROUNDS)
@@ -43,6 +46,12 @@ bench-log: build ## 3-node event log vs (PEER=etcd) a 3-member etcd; CLIENTS=1,1
 bench-cluster: ## node ready time, log replay time, cold grain activation p50/p99 (builds bin/switchboard-testkinds); CLUSTER_BENCH_ARGS=--replay-events=100000 scales down
 	CGO_ENABLED=0 $(GO) build -trimpath -tags testkinds -ldflags '$(LDFLAGS)' -o $(BIN)/switchboard-testkinds ./cmd/switchboard
 	$(BIN)/switchboard-testkinds bench cluster --binary $(BIN)/switchboard-testkinds $(CLUSTER_BENCH_ARGS)
+
+bench-session: build ## relayed sessions over 3 nodes: durable and stream frames/s, p50/p99; PEER=nginx compares with nginx proxying a WebSocket echo; SESSIONS=64 DURATION=10s ROUNDS=3
+	$(BIN)/switchboard bench session --binary $(BIN)/switchboard --sessions $(SESSIONS) --duration $(DURATION) --peer $(if $(filter nginx,$(PEER)),nginx,none) --rounds $(ROUNDS)
+
+bench-failover: build ## session resume time when the guest's or the grain's node is killed (kill -9); fails on loss, duplicates or p99 > 2 s; FAILOVER_ROUNDS=10
+	$(BIN)/switchboard bench failover --binary $(BIN)/switchboard --rounds $(FAILOVER_ROUNDS)
 
 lint: tools ## gofmt, go vet, staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
