@@ -70,7 +70,7 @@ func StartActors(cfg ActorsConfig, m Membership) (a *Actors, err error) {
 		logger = slog.Default()
 	}
 	if cfg.LookupTimeout <= 0 {
-		cfg.LookupTimeout = time.Second
+		cfg.LookupTimeout = 250 * time.Millisecond
 	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 5 * time.Second
@@ -102,13 +102,27 @@ func StartActors(cfg ActorsConfig, m Membership) (a *Actors, err error) {
 		pcluster.WithRequestTimeout(cfg.RequestTimeout),
 	)
 	c := pcluster.New(system, cc)
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("start actor system on %s: %v", cfg.Bind, r)
-			system.Shutdown()
-		}
+	// The pinned StartMember panics on errors and ends with a fixed 1 s
+	// sleep after the provider has started; the member is complete once the
+	// provider's StartMember has run, so wait for that, not for the sleep
+	// (it costs every start and every rejoin a second).
+	started := make(chan error, 1)
+	provider.started = started
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				select {
+				case started <- fmt.Errorf("%v", r):
+				default:
+				}
+			}
+		}()
+		c.StartMember()
 	}()
-	c.StartMember()
+	if err := <-started; err != nil {
+		system.Shutdown()
+		return nil, fmt.Errorf("start actor system on %s: %w", cfg.Bind, err)
+	}
 	return &Actors{System: system, Cluster: c, lookup: lookup, provider: provider, stopped: make(chan struct{})}, nil
 }
 

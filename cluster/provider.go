@@ -37,6 +37,9 @@ type Provider struct {
 	c      *pcluster.Cluster
 	cancel func()
 	done   chan struct{}
+
+	// started, when set, receives StartMember's result.
+	started chan error
 }
 
 var _ pcluster.ClusterProvider = (*Provider)(nil)
@@ -50,7 +53,15 @@ func NewProvider(m Membership, logger *slog.Logger) *Provider {
 }
 
 // StartMember advertises the actor system and starts following membership.
-func (p *Provider) StartMember(c *pcluster.Cluster) error {
+func (p *Provider) StartMember(c *pcluster.Cluster) (err error) {
+	defer func() {
+		if p.started != nil {
+			select {
+			case p.started <- err:
+			default:
+			}
+		}
+	}()
 	host, port, err := c.ActorSystem.GetHostPort()
 	if err != nil {
 		return fmt.Errorf("provider: actor system address: %w", err)

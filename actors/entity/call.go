@@ -5,6 +5,7 @@ import (
 	crand "crypto/rand"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"time"
 
@@ -96,12 +97,18 @@ func Call(ctx context.Context, c *pcluster.Cluster, kind, id string, cmd proto.M
 	for _, o := range opts {
 		o(&cfg)
 	}
-	backoff := 20 * time.Millisecond
+	// Retries are cheap (a lookup and a message) and the usual reason for
+	// one is a grain moving after a node died: a low cap lets callers reach
+	// the new activation within ~100 ms of the topology change.
+	backoff := 10 * time.Millisecond
 	var last error
+	start := time.Now()
+	attemptTimeout := min(cfg.attempt, firstAttempt)
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
+			slog.Debug("grain call retry", "component", "entity", "kind", kind, "id", id, "attempt", attempt, "elapsed", time.Since(start), "last", last)
 			d := backoff/2 + rand.N(backoff/2+1)
-			if backoff < 500*time.Millisecond {
+			if backoff < 100*time.Millisecond {
 				backoff *= 2
 			}
 			select {
@@ -120,8 +127,14 @@ func Call(ctx context.Context, c *pcluster.Cluster, kind, id string, cmd proto.M
 			continue
 		}
 		timeout := remaining
-		if cfg.idempotent && cfg.attempt > 0 && cfg.attempt < timeout {
-			timeout = cfg.attempt
+		if cfg.idempotent && cfg.attempt > 0 {
+			// A request to a node that just died is often neither answered
+			// nor bounced: it times out. Short first attempts, doubling up to
+			// cfg.attempt, find the new activation quickly; a slow but live
+			// activation is reached by a later attempt (the command is
+			// idempotent, so an earlier copy taking effect does no harm).
+			timeout = min(timeout, attemptTimeout)
+			attemptTimeout = min(2*attemptTimeout, cfg.attempt)
 		}
 		res, err := c.ActorSystem.Root.RequestFuture(pid, cmd, timeout).Result()
 		switch {
@@ -156,6 +169,9 @@ func Call(ctx context.Context, c *pcluster.Cluster, kind, id string, cmd proto.M
 		return m, nil
 	}
 }
+
+// firstAttempt bounds the first attempt of an idempotent call.
+const firstAttempt = 250 * time.Millisecond
 
 func deadline(ctx context.Context) time.Time {
 	if d, ok := ctx.Deadline(); ok {

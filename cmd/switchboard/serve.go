@@ -143,11 +143,14 @@ func DefaultServeConfig() ServeConfig {
 		},
 		Cluster: ClusterConfig{
 			DeadServerGrace: vc.DeadServerGrace, StabilizationTime: vc.StabilizationTime,
-			GrainIdleTimeout: eo.IdleTimeout, LookupTimeout: time.Second,
+			GrainIdleTimeout: eo.IdleTimeout, LookupTimeout: 250 * time.Millisecond,
 		},
+		// Raft's own defaults (1 s) suit WANs; on a LAN a dead leader is
+		// replaced within ~0.5–1 s with these, which is what keeps a session's
+		// failover under a second when the dead node was also the leader.
 		Raft: RaftConfig{
-			HeartbeatTimeout: ec.Raft.HeartbeatTimeout, ElectionTimeout: ec.Raft.ElectionTimeout,
-			LeaderLeaseTimeout: ec.Raft.LeaderLeaseTimeout, CommitTimeout: ec.Raft.CommitTimeout,
+			HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond,
+			LeaderLeaseTimeout: 250 * time.Millisecond, CommitTimeout: ec.Raft.CommitTimeout,
 			MaxAppendEntries: ec.Raft.MaxAppendEntries, SnapshotInterval: ec.Raft.SnapshotInterval,
 			SnapshotThreshold: ec.Raft.SnapshotThreshold, TrailingLogs: ec.Raft.TrailingLogs,
 		},

@@ -196,6 +196,8 @@ func TestProcessSessionFailover(t *testing.T) {
 	kill := func(what string, i int) {
 		t.Helper()
 		before := min(hp.received.Load(), gp.received.Load())
+		leader, _ := tc.Leader(ctx)
+		what += fmt.Sprintf(", raft leader n%d", leader+1)
 		t0 := time.Now()
 		if err := tc.Kill(i); err != nil {
 			t.Fatal(err)
