@@ -284,3 +284,73 @@ func TestProcessSessionFailover(t *testing.T) {
 	cancel()
 	wg.Wait()
 }
+
+// TestProcessManySessions: many sessions at once on three nodes, each host
+// and guest on different nodes, all exchanging durable frames concurrently;
+// every frame arrives exactly once and in order in its own session only.
+func TestProcessManySessions(t *testing.T) {
+	tc := startCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const sessions, frames = 24, 40
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*sessions)
+	for i := range sessions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			host, err := sessionclient.Open(ctx, tc.clientConfig(i%3), sessionclient.OpenParams{Token: hostToken, Name: fmt.Sprintf("host%d", i)})
+			if err != nil {
+				errs <- fmt.Errorf("session %d: open: %w", i, err)
+				return
+			}
+			defer host.Close()
+			guest, err := sessionclient.Join(ctx, tc.clientConfig((i+1)%3), sessionclient.JoinParams{Session: host.Code(), Secret: host.JoinSecret(), Name: fmt.Sprintf("guest%d", i)})
+			if err != nil {
+				errs <- fmt.Errorf("session %d: join: %w", i, err)
+				return
+			}
+			defer guest.Close()
+			var inner sync.WaitGroup
+			for _, dir := range []struct {
+				from, to *sessionclient.Session
+				tag      string
+			}{{host, guest, "h"}, {guest, host, "g"}} {
+				inner.Add(2)
+				go func() {
+					defer inner.Done()
+					for n := 1; n <= frames; n++ {
+						if err := dir.from.Send(ctx, []byte(fmt.Sprintf("%s%d:%d", dir.tag, i, n))); err != nil {
+							errs <- fmt.Errorf("session %d: send: %w", i, err)
+							return
+						}
+					}
+				}()
+				go func() {
+					defer inner.Done()
+					for n := 1; n <= frames; {
+						m, err := dir.to.Recv(ctx)
+						if err != nil {
+							errs <- fmt.Errorf("session %d: recv: %w", i, err)
+							return
+						}
+						if m.Kind != sessionclient.Durable {
+							continue
+						}
+						if want := fmt.Sprintf("%s%d:%d", dir.tag, i, n); string(m.Payload) != want {
+							errs <- fmt.Errorf("session %d: received %q, want %q", i, m.Payload, want)
+							return
+						}
+						n++
+					}
+				}()
+			}
+			inner.Wait()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
