@@ -425,6 +425,9 @@ func (e *echoSystem) run(ctx context.Context, cfg sessionBenchConfig, log *slog.
 		wg.Go(func() { // writer
 			payload := make([]byte, cfg.frameSize)
 			for n := uint64(1); ; n++ {
+				if !pace(runCtx, start, cfg.rate, n-1) {
+					return
+				}
 				select {
 				case <-runCtx.Done():
 					return

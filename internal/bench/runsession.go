@@ -71,6 +71,12 @@ import (
 //
 // With --rounds R > 1 session rounds and nginx rounds alternate and the round
 // with the median rate is reported for each figure.
+//
+// Sending as fast as the window allows measures throughput; the latency is
+// then mostly queueing in the window (Little's law: ≈ window / per-session
+// rate). --rate F makes every sender offer F frames per second instead (open
+// loop; the lines then end with offered_per_s=<S×F>), which measures latency
+// at a load below saturation.
 
 // sessionBenchConfig holds the flags of `switchboard bench session`.
 type sessionBenchConfig struct {
@@ -79,6 +85,7 @@ type sessionBenchConfig struct {
 	warmup       time.Duration
 	frameSize    int
 	window       int
+	rate         float64 // frames per second per session (0: as fast as the library lets it)
 	peer         string
 	rounds       int
 	binary       string
@@ -104,6 +111,7 @@ func parseSessionFlags(args []string) (sessionBenchConfig, error) {
 	fs.DurationVar(&cfg.warmup, "warmup", time.Second, "unmeasured load before each measured phase")
 	fs.IntVar(&cfg.frameSize, "frame-size", 128, "payload bytes per frame (and per echo message)")
 	fs.IntVar(&cfg.window, "window", sessionclient.DefaultWindow, "durable frames unconfirmed per host (the client library's window), and echo messages in flight per nginx client")
+	fs.Float64Var(&cfg.rate, "rate", 0, "frames per second each host offers (and each nginx client); 0 = as fast as the library's window lets it. A rate below saturation measures latency without queueing in the window")
 	fs.StringVar(&cfg.peer, "peer", PeerNone, "system to compare with: none or nginx")
 	fs.IntVar(&cfg.rounds, "rounds", 1, "measured rounds, alternating session and nginx; the median is reported")
 	fs.StringVar(&cfg.binary, "binary", "", "switchboard binary to start the nodes with (default: this executable)")
@@ -149,6 +157,9 @@ func parseSessionFlags(args []string) (sessionBenchConfig, error) {
 	}
 	if cfg.rounds < 1 || cfg.rounds > 99 {
 		bad("--rounds: must be 1..99, got %d", cfg.rounds)
+	}
+	if cfg.rate < 0 || math.IsNaN(cfg.rate) || math.IsInf(cfg.rate, 0) {
+		bad("--rate: must be 0 or positive, got %v", cfg.rate)
 	}
 	if cfg.readyTimeout <= 0 {
 		bad("--ready-timeout: must be positive, got %v", cfg.readyTimeout)
@@ -203,7 +214,7 @@ func runSession(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 		}
 	}
 	log.Info("bench session", "sessions", cfg.sessions, "duration", cfg.duration, "warmup", cfg.warmup,
-		"frame_size", cfg.frameSize, "window", cfg.window, "peer", cfg.peer, "rounds", cfg.rounds,
+		"frame_size", cfg.frameSize, "window", cfg.window, "rate_per_session", cfg.rate, "peer", cfg.peer, "rounds", cfg.rounds,
 		"binary", cfg.binary, "dir", dir, "cpus", runtime.NumCPU())
 
 	sc, err := startSessionCluster(ctx, cfg.binary, filepath.Join(dir, "cluster"), cfg.nodeArgs, cfg.readyTimeout, log)
@@ -252,10 +263,15 @@ func runSession(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 	}
 	d := medianPhase(durRounds)
 	s := medianPhase(streamRounds)
-	fmt.Fprintf(stdout, "BENCH session durable_frames_per_s=%d p50_ms=%s p99_ms=%s sessions=%d errors=%d\n",
-		int64(math.Round(d.rate())), ms(d.latency.Quantile(0.5)), ms(d.latency.Quantile(0.99)), cfg.sessions, d.errors)
-	fmt.Fprintf(stdout, "BENCH session stream_frames_per_s=%d p50_ms=%s p99_ms=%s sessions=%d lost=%d\n",
-		int64(math.Round(s.rate())), ms(s.latency.Quantile(0.5)), ms(s.latency.Quantile(0.99)), cfg.sessions, s.lost())
+	// With --rate the lines say what was offered.
+	offered := ""
+	if cfg.rate > 0 {
+		offered = fmt.Sprintf(" offered_per_s=%d", int64(math.Round(cfg.rate*float64(cfg.sessions))))
+	}
+	fmt.Fprintf(stdout, "BENCH session durable_frames_per_s=%d p50_ms=%s p99_ms=%s sessions=%d errors=%d%s\n",
+		int64(math.Round(d.rate())), ms(d.latency.Quantile(0.5)), ms(d.latency.Quantile(0.99)), cfg.sessions, d.errors, offered)
+	fmt.Fprintf(stdout, "BENCH session stream_frames_per_s=%d p50_ms=%s p99_ms=%s sessions=%d lost=%d%s\n",
+		int64(math.Round(s.rate())), ms(s.latency.Quantile(0.5)), ms(s.latency.Quantile(0.99)), cfg.sessions, s.lost(), offered)
 	var failures []error
 	if d.measured == 0 {
 		failures = append(failures, errors.New("no durable frame arrived in the measured window"))
@@ -268,8 +284,8 @@ func runSession(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 	}
 	if echo != nil {
 		e := medianRound(echoRounds)
-		fmt.Fprintf(stdout, "BENCH nginx_ws echo_msgs_per_s=%d p50_ms=%s p99_ms=%s clients=%d\n",
-			int64(math.Round(e.Rate())), ms(e.Latency.Quantile(0.5)), ms(e.Latency.Quantile(0.99)), cfg.sessions)
+		fmt.Fprintf(stdout, "BENCH nginx_ws echo_msgs_per_s=%d p50_ms=%s p99_ms=%s clients=%d%s\n",
+			int64(math.Round(e.Rate())), ms(e.Latency.Quantile(0.5)), ms(e.Latency.Quantile(0.99)), cfg.sessions, offered)
 		fmt.Fprintf(stdout, "BENCH session_vs_nginx durable_ratio=%s stream_ratio=%s durable_p99_ms=%s\n",
 			ratio(d.rate(), e.Rate()), ratio(s.rate(), e.Rate()), ms(d.latency.Quantile(0.99)))
 		if e.OK == 0 {
@@ -399,39 +415,99 @@ func (c *sessionCluster) sessionGrainNodes(ctx context.Context) []int {
 	return out
 }
 
+// servingGrainNode returns the node whose session grain is serving: the
+// only node reporting an active session grain or, when a stale activation
+// (fenced by a newer one, not yet passivated) lingers on another node, the
+// only one of them whose switchboard_entity_commands_total{kind="session",
+// outcome="ok"} grows over sample (the bench keeps commands flowing). -1
+// when that cannot be told.
+func (c *sessionCluster) servingGrainNode(ctx context.Context, sample time.Duration) int {
+	active := c.sessionGrainNodes(ctx)
+	switch len(active) {
+	case 0:
+		return -1
+	case 1:
+		return active[0]
+	}
+	before := make([]float64, len(active))
+	for k, i := range active {
+		m, err := c.metrics(ctx, c.Nodes[i])
+		if err != nil {
+			return -1
+		}
+		before[k] = m.sessionCommandsOK
+	}
+	t := time.NewTimer(sample)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return -1
+	case <-t.C:
+	}
+	found := -1
+	for k, i := range active {
+		m, err := c.metrics(ctx, c.Nodes[i])
+		if err != nil {
+			return -1
+		}
+		if m.sessionCommandsOK > before[k] {
+			if found >= 0 {
+				return -1
+			}
+			found = i
+		}
+	}
+	return found
+}
+
 func (c *sessionCluster) activeSessions(ctx context.Context, nd *LogNode) (float64, error) {
+	m, err := c.metrics(ctx, nd)
+	return m.activeSessions, err
+}
+
+func (c *sessionCluster) metrics(ctx context.Context, nd *LogNode) (sessionMetrics, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+nd.HTTPAddr+"/metrics", nil)
 	if err != nil {
-		return 0, err
+		return sessionMetrics{}, err
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return 0, err
+		return sessionMetrics{}, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("%s /metrics: %s", nd.ID, resp.Status)
+		return sessionMetrics{}, fmt.Errorf("%s /metrics: %s", nd.ID, resp.Status)
 	}
-	return parseActiveSessions(resp.Body), nil
+	return parseSessionMetrics(resp.Body), nil
 }
 
-// parseActiveSessions returns the value of
-// switchboard_entity_active{kind="session"} in a Prometheus exposition (0
-// when absent).
-func parseActiveSessions(r io.Reader) float64 {
+// sessionMetrics are the values of a node's /metrics the session benches
+// read.
+type sessionMetrics struct {
+	activeSessions    float64 // switchboard_entity_active{kind="session"}
+	sessionCommandsOK float64 // switchboard_entity_commands_total{kind="session",outcome="ok"}
+}
+
+// parseSessionMetrics reads a Prometheus text exposition (absent = 0).
+func parseSessionMetrics(r io.Reader) sessionMetrics {
+	var m sessionMetrics
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	value := func(line string) float64 {
+		f := strings.Fields(line)
+		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+		return v
+	}
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, "switchboard_entity_active{") || !strings.Contains(line, `kind="session"`) {
-			continue
-		}
-		f := strings.Fields(line)
-		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
-			return v
+		switch {
+		case strings.HasPrefix(line, "switchboard_entity_active{") && strings.Contains(line, `kind="session"`):
+			m.activeSessions = value(line)
+		case strings.HasPrefix(line, "switchboard_entity_commands_total{") && strings.Contains(line, `kind="session"`) && strings.Contains(line, `outcome="ok"`):
+			m.sessionCommandsOK = value(line)
 		}
 	}
-	return 0
+	return m
 }
 
 // benchPair is one session of the benchmark: its host sends, its guest
@@ -655,6 +731,9 @@ func runSessionPhase(ctx context.Context, pairs []*benchPair, cfg sessionBenchCo
 			var n uint64
 			warned := false
 			for sctx.Err() == nil {
+				if !pace(sctx, start, cfg.rate, n) {
+					break
+				}
 				binary.BigEndian.PutUint64(payload[4:12], uint64(time.Now().UnixNano()))
 				binary.BigEndian.PutUint64(payload[12:20], n+1)
 				var err error
@@ -762,6 +841,27 @@ func runSessionPhase(ctx context.Context, pairs []*benchPair, cfg sessionBenchCo
 		"p50_ms", ms(h.Quantile(0.5)), "p90_ms", ms(h.Quantile(0.9)), "p99_ms", ms(h.Quantile(0.99)),
 		"max_ms", ms(time.Duration(h.Max())), "took", time.Since(start).Round(time.Millisecond))
 	return res, nil
+}
+
+// pace waits until frame n+1 of a sender offering rate frames per second
+// from start is due (at once when rate is 0 or the sender is behind); false
+// when ctx ended first.
+func pace(ctx context.Context, start time.Time, rate float64, n uint64) bool {
+	if rate <= 0 {
+		return true
+	}
+	wait := time.Until(start.Add(time.Duration(float64(n) / rate * float64(time.Second))))
+	if wait <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // waitUntil polls cond every 20 ms until it holds, ctx ends or timeout

@@ -63,17 +63,20 @@ func TestParseFailoverFlags(t *testing.T) {
 	}
 }
 
-func TestParseActiveSessions(t *testing.T) {
+func TestParseSessionMetrics(t *testing.T) {
 	text := `# HELP switchboard_entity_active Entities active on this node by kind.
 # TYPE switchboard_entity_active gauge
 switchboard_entity_active{kind="counter"} 3
 switchboard_entity_active{kind="session"} 2
+switchboard_entity_commands_total{kind="session",outcome="ok"} 1234
+switchboard_entity_commands_total{kind="session",outcome="rejected"} 7
+switchboard_entity_commands_total{kind="counter",outcome="ok"} 99
 `
-	if got := parseActiveSessions(strings.NewReader(text)); got != 2 {
-		t.Fatalf("got %v, want 2", got)
+	if got := parseSessionMetrics(strings.NewReader(text)); got != (sessionMetrics{activeSessions: 2, sessionCommandsOK: 1234}) {
+		t.Fatalf("got %+v", got)
 	}
-	if got := parseActiveSessions(strings.NewReader("up 1\n")); got != 0 {
-		t.Fatalf("got %v, want 0", got)
+	if got := parseSessionMetrics(strings.NewReader("up 1\n")); got != (sessionMetrics{}) {
+		t.Fatalf("got %+v, want zero", got)
 	}
 }
 
