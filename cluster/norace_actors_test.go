@@ -371,3 +371,60 @@ func TestNoRaceDivergentViewsFenceStaleActivation(t *testing.T) {
 		t.Fatalf("value after a final add: %d, want %d", v.Value, acked+1)
 	}
 }
+
+// TestNoRaceConcurrentCommandsOneGrain: many callers on every node send
+// commands to one grain at once. The shell decides them while appends are in
+// flight and writes them in batches; every command is answered once, in a
+// committed state: the versions in the replies are exactly 1..N, each
+// reply's value is the sum of the deltas up to its version, and the final
+// value is the sum of all deltas.
+func TestNoRaceConcurrentCommandsOneGrain(t *testing.T) {
+	_, _, nodes := startNodes(t, 3)
+	waitTopology(t, nodes, 3)
+	const callers, each = 30, 10
+	type result struct {
+		version uint64
+		value   int64
+	}
+	results := make(chan result, callers*each)
+	errs := make(chan error, callers*each)
+	var wg sync.WaitGroup
+	for c := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				v, err := add(t, nodes[c%len(nodes)].actors, "hot", 1)
+				if err != nil {
+					errs <- err
+					return
+				}
+				results <- result{v.Version, v.Value}
+			}
+		}()
+	}
+	wg.Wait()
+	close(results)
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	seen := map[uint64]bool{}
+	for r := range results {
+		if seen[r.version] {
+			t.Fatalf("version %d answered twice", r.version)
+		}
+		seen[r.version] = true
+		if r.value != int64(r.version) {
+			t.Fatalf("reply at version %d says value %d (not a committed state)", r.version, r.value)
+		}
+	}
+	for v := uint64(1); v <= callers*each; v++ {
+		if !seen[v] {
+			t.Fatalf("no reply at version %d", v)
+		}
+	}
+	if got := get(t, nodes[0].actors, "hot"); got.Value != callers*each {
+		t.Fatalf("final value %d, want %d", got.Value, callers*each)
+	}
+}

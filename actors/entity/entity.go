@@ -67,7 +67,10 @@ type Spec[S any] struct {
 	// error rejects the command: nothing is written and the caller gets
 	// ErrRejected with the error's text. It must not modify state.
 	Decide func(state S, cmd proto.Message, env Env) ([]proto.Message, error)
-	// Evolve applies one event and returns the new state.
+	// Evolve applies one event and returns the new state. It must leave
+	// its input unchanged (copy what it modifies): while appends are in
+	// flight the shell keeps the committed state and the states after each
+	// pending command side by side.
 	Evolve func(state S, ev proto.Message) S
 	// Reply returns the reply to cmd given the state after its events.
 	Reply func(state S, cmd proto.Message, env Env) proto.Message
@@ -225,10 +228,19 @@ type shell[S any] struct {
 	log     *slog.Logger
 	id      string
 	stream  string
-	state   S
+	state   S // committed
 	version uint64
 	epoch   uint64
 	ready   bool
+
+	// spec_ and specVersion are the state and version after every queued
+	// and in-flight command; inflight is the batch being appended, queue
+	// the commands decided since.
+	spec_       S
+	specVersion uint64
+	inflight    []pending[S]
+	queue       []pending[S]
+	stopping    bool
 }
 
 func (s *shell[S]) Receive(ctx actor.Context) {
@@ -237,8 +249,13 @@ func (s *shell[S]) Receive(ctx actor.Context) {
 	case *pcluster.ClusterInit:
 		s.activate(ctx, msg.Identity)
 	case *actor.ReceiveTimeout:
+		if len(s.inflight) > 0 || len(s.queue) > 0 {
+			return
+		}
 		s.log.Debug("passivating idle entity")
 		s.stop(ctx, "idle")
+	case *appendDone:
+		s.done(ctx, msg)
 	case *actor.Stopped:
 		if s.ready && s.o.Metrics != nil {
 			s.o.Metrics.active.WithLabelValues(s.spec.Kind).Dec()
@@ -320,45 +337,223 @@ func (s *shell[S]) replay() error {
 		}
 	}
 	s.version = version
+	s.spec_, s.specVersion = s.state, s.version
 	return nil
 }
 
+// pending is a command decided on the speculative state, waiting for the
+// append that carries its events (and every earlier command's) to commit.
+type pending[S any] struct {
+	sender *actor.PID
+	cmd    proto.Message
+	env    Env
+	evs    []proto.Message
+	after  S // the state after its events
+	// reject, when set, is the reply (a rejection) to send once everything
+	// before it committed.
+	reject *entitypb.Error
+}
+
+// appendDone reports the result of the append started by flush.
+type appendDone struct {
+	res events.Result
+	err error
+}
+
+// handle decides cmd on the speculative state (the committed state plus the
+// events of the commands not yet committed) and queues it. Commands are
+// answered in arrival order, each once everything before it and its own
+// events are committed. So an entity keeps taking commands while an append is
+// in flight and writes the events of all of them with its next append (group
+// commit per entity), while every reply and effect still reflects a
+// committed state.
 func (s *shell[S]) handle(ctx actor.Context, cmd proto.Message) {
-	if !s.ready {
+	if !s.ready || s.stopping {
 		s.respond(ctx, &entitypb.Error{Code: CodeMoved, Message: "entity is not active"}, "moved")
 		return
 	}
-	env := Env{ID: s.id, Version: s.version, Epoch: s.epoch, Now: s.o.Now()}
-	evs, err := s.spec.Decide(s.state, cmd, env)
+	p := s.decide(ctx.Sender(), cmd, s.o.Now())
+	if len(s.inflight) == 0 && len(s.queue) == 0 && len(p.evs) == 0 {
+		// Nothing pending: answer at once from the committed state.
+		s.finish(ctx, p)
+		return
+	}
+	s.queue = append(s.queue, p)
+	if len(s.inflight) == 0 {
+		s.flush(ctx)
+	}
+}
+
+// decide runs Decide for cmd on the speculative state and advances it.
+func (s *shell[S]) decide(sender *actor.PID, cmd proto.Message, now time.Time) pending[S] {
+	env := Env{ID: s.id, Version: s.specVersion, Epoch: s.epoch, Now: now}
+	p := pending[S]{sender: sender, cmd: cmd, env: env, after: s.spec_}
+	evs, err := s.spec.Decide(s.spec_, cmd, env)
 	if err != nil {
 		e := &entitypb.Error{Code: CodeRejected, Message: err.Error()}
 		var r *Rejection
 		if errors.As(err, &r) {
 			e.Reason = r.Reason
 		}
-		s.respond(ctx, e, "rejected")
+		p.reject = e
+		return p
+	}
+	st := s.spec_
+	for _, ev := range evs {
+		st = s.spec.Evolve(st, ev)
+	}
+	p.evs, p.after = evs, st
+	s.spec_, s.specVersion = st, s.specVersion+uint64(len(evs))
+	return p
+}
+
+// flush answers the queued commands that wrote nothing and are next in
+// line, then starts one append with the events of the following queued
+// commands (within the batch limits); its result comes back as *appendDone.
+func (s *shell[S]) flush(ctx actor.Context) {
+	s.answerReady(ctx)
+	if len(s.queue) == 0 {
 		return
 	}
-	if len(evs) > 0 {
-		if code, msg := s.append(evs); code != "" {
-			s.respond(ctx, &entitypb.Error{Code: code, Message: msg}, code)
-			if code == CodeMoved || code == CodeUnavailable {
-				// Fenced: a newer activation owns the stream. Unavailable: we
-				// no longer know our own state. Either way this activation
-				// must not take another command.
-				s.stop(ctx, code)
+	a := events.Append{Stream: s.stream, Expected: events.Exact(s.version), Epoch: s.epoch, ID: newAppendID()}
+	n, size := 0, 0
+	for n < len(s.queue) {
+		p := s.queue[n]
+		encoded := make([]events.Event, 0, len(p.evs))
+		psize := 0
+		var encErr error
+		for _, ev := range p.evs {
+			e, err := EncodeEvent(ev)
+			if err != nil {
+				encErr = err
+				break
 			}
+			encoded = append(encoded, e)
+			psize += len(e.Type) + len(e.Data) + len(e.Meta)
+		}
+		if encErr != nil {
+			if n > 0 {
+				break // append what precedes it first
+			}
+			s.refuseFirst(ctx, CodeInvalid, encErr.Error())
 			return
 		}
-		for _, ev := range evs {
-			s.state = s.spec.Evolve(s.state, ev)
+		if n > 0 && (len(a.Events)+len(encoded) > maxBatchEvents || size+psize > maxBatchBytes) {
+			break
 		}
+		a.Events = append(a.Events, encoded...)
+		size += psize
+		n++
 	}
-	env.Version, env.Appended = s.version, len(evs)
+	s.inflight = s.queue[:n:n]
+	s.queue = append([]pending[S](nil), s.queue[n:]...)
+	self, timeout, log, root := ctx.Self(), s.o.AppendTimeout, s.o.Log, ctx.ActorSystem().Root
+	go func() {
+		actx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		// One append id for every attempt: a retry after an unknown
+		// outcome is never written twice.
+		res, err := log.Append(actx, a)
+		root.Send(self, &appendDone{res: res, err: err})
+	}()
+}
+
+// answerReady answers the queued commands without events that are next in
+// line (everything before them is committed).
+func (s *shell[S]) answerReady(ctx actor.Context) {
+	for len(s.queue) > 0 && len(s.queue[0].evs) == 0 {
+		p := s.queue[0]
+		s.queue = s.queue[1:]
+		s.finish(ctx, p)
+	}
+}
+
+// done handles the result of the append in flight.
+func (s *shell[S]) done(ctx actor.Context, d *appendDone) {
+	batch := s.inflight
+	s.inflight = nil
+	switch {
+	case d.err == nil:
+		version := s.version
+		for _, p := range batch {
+			version += uint64(len(p.evs))
+		}
+		if d.res.Version != version {
+			// The log and the shell disagree about the stream: stop so the
+			// next activation reloads.
+			s.log.Error("append landed at an unexpected version; stopping", "want", version, "got", d.res.Version)
+			s.fail(ctx, CodeUnavailable, "stream version mismatch", batch)
+			return
+		}
+		for _, p := range batch {
+			s.version += uint64(len(p.evs))
+			s.state = p.after
+			p.env.Version, p.env.Appended = s.version, len(p.evs)
+			s.finishCommitted(ctx, p)
+		}
+		s.flush(ctx)
+	case errors.Is(d.err, events.ErrFenced), errors.Is(d.err, events.ErrConflict):
+		s.log.Info("fenced by a newer activation; stopping", "err", d.err)
+		s.fail(ctx, CodeMoved, d.err.Error(), batch)
+	case errors.Is(d.err, events.ErrTooLarge), errors.Is(d.err, events.ErrInvalid):
+		// Nothing was written. Refuse the batch's first command; decide the
+		// others again on the committed state.
+		code := CodeInvalid
+		if errors.Is(d.err, events.ErrTooLarge) {
+			code = CodeTooLarge
+		}
+		s.queue = append(batch, s.queue...)
+		s.refuseFirst(ctx, code, d.err.Error())
+	default:
+		s.log.Warn("append outcome unknown; stopping so the next activation reloads", "err", d.err)
+		s.fail(ctx, CodeUnavailable, d.err.Error(), batch)
+	}
+}
+
+// refuseFirst answers the first queued command with code (its events cannot
+// be written), decides the commands after it again on the committed state,
+// and flushes them.
+func (s *shell[S]) refuseFirst(ctx actor.Context, code, msg string) {
+	first := s.queue[0]
+	rest := s.queue[1:]
+	s.queue = nil
+	s.spec_, s.specVersion = s.state, s.version
+	s.reply(ctx, first.sender, &entitypb.Error{Code: code, Message: msg}, code)
+	for _, p := range rest {
+		s.queue = append(s.queue, s.decide(p.sender, p.cmd, p.env.Now))
+	}
+	s.flush(ctx)
+}
+
+// fail answers the batch and everything queued with code and stops the
+// activation: it no longer owns (moved) or knows (unavailable) its state.
+func (s *shell[S]) fail(ctx actor.Context, code, msg string, batch []pending[S]) {
+	for _, p := range append(batch, s.queue...) {
+		s.reply(ctx, p.sender, &entitypb.Error{Code: code, Message: msg}, code)
+	}
+	s.queue = nil
+	s.stopping = true
+	s.stop(ctx, code)
+}
+
+// finish answers a command that wrote nothing (a rejection, a query or a
+// no-op); everything before it is committed.
+func (s *shell[S]) finish(ctx actor.Context, p pending[S]) {
+	if p.reject != nil {
+		s.reply(ctx, p.sender, p.reject, "rejected")
+		return
+	}
+	p.env.Version, p.env.Appended = s.version, 0
+	p.after = s.state
+	s.finishCommitted(ctx, p)
+}
+
+// finishCommitted sends a committed command's effects and its reply.
+func (s *shell[S]) finishCommitted(ctx actor.Context, p pending[S]) {
 	if s.spec.Effects != nil {
-		s.send(ctx, s.spec.Effects(s.state, cmd, evs, env))
+		s.send(ctx, s.spec.Effects(p.after, p.cmd, p.evs, p.env))
 	}
-	s.respond(ctx, s.spec.Reply(s.state, cmd, env), "ok")
+	s.reply(ctx, p.sender, s.spec.Reply(p.after, p.cmd, p.env), "ok")
 }
 
 // send delivers effects, fire and forget.
@@ -371,39 +566,22 @@ func (s *shell[S]) send(ctx actor.Context, effs []Effect) {
 	}
 }
 
-// append writes evs at the current version and epoch; it returns an error
-// code ("" on success) and a message.
-func (s *shell[S]) append(evs []proto.Message) (code, message string) {
-	a := events.Append{Stream: s.stream, Expected: events.Exact(s.version), Epoch: s.epoch, Events: make([]events.Event, len(evs))}
-	for i, ev := range evs {
-		e, err := EncodeEvent(ev)
-		if err != nil {
-			return CodeInvalid, err.Error()
-		}
-		a.Events[i] = e
+// reply sends a (possibly deferred) reply to the command's sender.
+func (s *shell[S]) reply(ctx actor.Context, to *actor.PID, reply proto.Message, outcome string) {
+	if s.o.Metrics != nil {
+		s.o.Metrics.commands.WithLabelValues(s.spec.Kind, outcome).Inc()
 	}
-	// One append id for every attempt: a retry after an unknown outcome is
-	// never written twice.
-	a.ID = newAppendID()
-	ctx, cancel := context.WithTimeout(context.Background(), s.o.AppendTimeout)
-	defer cancel()
-	res, err := s.o.Log.Append(ctx, a)
-	switch {
-	case err == nil:
-		s.version = res.Version
-		return "", ""
-	case errors.Is(err, events.ErrFenced), errors.Is(err, events.ErrConflict):
-		s.log.Info("fenced by a newer activation; stopping", "err", err)
-		return CodeMoved, err.Error()
-	case errors.Is(err, events.ErrTooLarge):
-		return CodeTooLarge, err.Error()
-	case errors.Is(err, events.ErrInvalid):
-		return CodeInvalid, err.Error()
-	default:
-		s.log.Warn("append outcome unknown; stopping so the next activation reloads", "err", err)
-		return CodeUnavailable, err.Error()
+	if to != nil && reply != nil {
+		ctx.Send(to, reply)
 	}
 }
+
+// Batch limits of one append, well inside the log's default limits (1,000
+// events, 4 MiB); a single command over them is appended alone.
+const (
+	maxBatchEvents = 256
+	maxBatchBytes  = 1 << 20
+)
 
 func (s *shell[S]) respond(ctx actor.Context, reply proto.Message, outcome string) {
 	if s.o.Metrics != nil {
