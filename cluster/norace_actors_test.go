@@ -400,6 +400,12 @@ func TestNoRaceConcurrentCommandsOneGrain(t *testing.T) {
 					return
 				}
 				results <- result{v.Version, v.Value}
+				// A refused command decided between others of a batch is
+				// refused, not answered as if it had succeeded.
+				if v, err := add(t, nodes[(c+1)%len(nodes)].actors, "hot", 0); !errors.Is(err, entity.ErrRejected) {
+					errs <- fmt.Errorf("add 0: got %v, %v; want a rejection", v, err)
+					return
+				}
 			}
 		}()
 	}

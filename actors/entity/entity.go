@@ -486,6 +486,11 @@ func (s *shell[S]) done(ctx actor.Context, d *appendDone) {
 			return
 		}
 		for _, p := range batch {
+			if p.reject != nil {
+				// Decided (and refused) between commands of this batch.
+				s.reply(ctx, p.sender, p.reject, "rejected")
+				continue
+			}
 			s.version += uint64(len(p.evs))
 			s.state = p.after
 			p.env.Version, p.env.Appended = s.version, len(p.evs)

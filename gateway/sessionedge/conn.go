@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/switchboard-io/switchboard/actors/entity"
+	"github.com/switchboard-io/switchboard/actors/entity/entitypb"
 	"github.com/switchboard-io/switchboard/actors/session"
 	"github.com/switchboard-io/switchboard/actors/session/sessionpb"
 	"github.com/switchboard-io/switchboard/gateway/sessionwire"
@@ -644,8 +645,29 @@ func (c *conn) control(m sessionwire.Control) bool {
 	return true
 }
 
-// sender appends the client's durable frames in cseq order.
+// inflightFrame is a durable frame sent to the grain whose reply is awaited.
+type inflightFrame struct {
+	f   sessionwire.Frame
+	fut *actor.Future // nil when no activation could be found
+}
+
+// pipelineTimeout bounds the wait for the reply to a pipelined frame; a
+// frame without a reply in time is sent again on its own.
+const pipelineTimeout = time.Second
+
+// sendWindow bounds the durable frames of one connection in flight to the
+// grain.
+const sendWindow = 64
+
+// sender sends the client's durable frames to the session grain in cseq
+// order without waiting for each reply (the grain writes frames that arrive
+// while an append is in flight together with the next one); confirm awaits
+// the replies in the same order.
 func (c *conn) sender() {
+	inflight := make(chan inflightFrame, sendWindow)
+	done := make(chan struct{})
+	go func() { defer close(done); c.confirm(inflight) }()
+	defer func() { close(inflight); <-done }()
 	for {
 		var f sessionwire.Frame
 		select {
@@ -653,12 +675,57 @@ func (c *conn) sender() {
 			return
 		case f = <-c.sendQ:
 		}
-		ctx, cancel := context.WithTimeout(c.ctx, c.e.cfg.CallTimeout)
-		res, err := c.e.call(ctx, c.code, &sessionpb.SendFrame{Participant: c.participant, Cseq: f.CSeq, Payload: f.Payload}, true)
-		cancel()
+		// Only a cached activation is used here: finding (or waiting for)
+		// a new one is confirm's job, so a dead grain never stalls reading.
+		fut := c.e.requestCached(c.e.node.Cluster(), c.code,
+			&sessionpb.SendFrame{Participant: c.participant, Cseq: f.CSeq, Payload: f.Payload}, pipelineTimeout)
+		select {
+		case inflight <- inflightFrame{f: f, fut: fut}:
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+// confirm turns the grain's replies into `sent` (or error) messages, in cseq
+// order. A frame whose pipelined request failed in any way (its activation
+// died, moved, or it arrived ahead of an earlier failed frame) is sent again
+// on its own with retries: SendFrame is idempotent (the grain drops cseqs it
+// has), so a frame is never written twice.
+func (c *conn) confirm(inflight <-chan inflightFrame) {
+	broken := false
+	for in := range inflight {
+		var res proto.Message
+		var err error = errNoActivation
+		if broken && len(inflight) == 0 {
+			// Every frame sent before the failure has been redone.
+			broken = false
+		}
+		if in.fut != nil && !broken {
+			var r any
+			if r, err = in.fut.Result(); err == nil {
+				var ok bool
+				if res, ok = r.(proto.Message); !ok {
+					err = fmt.Errorf("reply %T", r)
+				} else if e, isErr := r.(*entitypb.Error); isErr {
+					res, err = nil, fmt.Errorf("%s: %s", e.GetCode(), e.GetMessage())
+				}
+			}
+		}
+		if err != nil {
+			if c.ctx.Err() != nil {
+				return
+			}
+			// The frames sent after this one went the same way: redo them
+			// one by one too rather than wait for each reply to time out.
+			broken = true
+			ctx, cancel := context.WithTimeout(c.ctx, c.e.cfg.CallTimeout)
+			res, err = c.e.call(ctx, c.code, &sessionpb.SendFrame{Participant: c.participant, Cseq: in.f.CSeq, Payload: in.f.Payload}, true)
+			cancel()
+		}
 		if err != nil {
 			pe := c.grainError(err, false)
-			pe.cseq = f.CSeq
+			pe.cseq = in.f.CSeq
 			c.sendError(pe)
 			continue
 		}
@@ -671,6 +738,8 @@ func (c *conn) sender() {
 		c.sendControl(sessionwire.Control{Type: sessionwire.TypeSent, CSeq: a.GetCseq(), Seq: a.GetSeq(), Duplicate: a.GetDuplicate()})
 	}
 }
+
+var errNoActivation = errors.New("no activation of the session grain found")
 
 // reattach tells the session grain where this connection is (after a
 // membership change or a rejoin); the reply's head makes the deliverer

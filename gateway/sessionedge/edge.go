@@ -305,21 +305,42 @@ func (e *Edge) call(ctx context.Context, code string, cmd proto.Message, idempot
 	return entity.Call(ctx, c, session.Kind, code, cmd, opts...)
 }
 
+// requestCached sends cmd to the session grain's cached activation and
+// returns the future of its reply, or nil when no activation is cached.
+func (e *Edge) requestCached(c *pcluster.Cluster, code string, cmd proto.Message, timeout time.Duration) *actor.Future {
+	if c == nil {
+		return nil
+	}
+	pid, ok := c.PidCache.Get(code, session.Kind)
+	if !ok || pid == nil {
+		return nil
+	}
+	return c.ActorSystem.Root.RequestFuture(pid, cmd, timeout)
+}
+
+func (e *Edge) grainPID(c *pcluster.Cluster, code string) *actor.PID {
+	if c == nil {
+		return nil
+	}
+	pid, ok := c.PidCache.Get(code, session.Kind)
+	if !ok || pid == nil {
+		if pid = c.Get(code, session.Kind); pid == nil {
+			return nil
+		}
+		c.PidCache.Set(code, session.Kind, pid)
+	}
+	return pid
+}
+
 // tell sends cmd to the session grain without waiting for a reply (stream
 // frames, acks, detach, expire; the grain answers none of them). With a
 // sender (a connection's actor), a message that finds no activation comes
 // back as a dead letter, which makes the sender forget the cached PID so the
 // next message activates the grain again.
 func (e *Edge) tell(c *pcluster.Cluster, code string, cmd proto.Message, sender *actor.PID) {
-	if c == nil {
+	pid := e.grainPID(c, code)
+	if pid == nil {
 		return
-	}
-	pid, ok := c.PidCache.Get(code, session.Kind)
-	if !ok || pid == nil {
-		if pid = c.Get(code, session.Kind); pid == nil {
-			return
-		}
-		c.PidCache.Set(code, session.Kind, pid)
 	}
 	if sender == nil {
 		c.ActorSystem.Root.Send(pid, cmd)

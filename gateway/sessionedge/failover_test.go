@@ -270,7 +270,7 @@ func TestProcessSessionFailover(t *testing.T) {
 	defer fcancel()
 	for _, p := range []*peer{hp, gp} {
 		if err := p.s.Flush(fctx); err != nil {
-			t.Fatalf("%s flush: %v", p.prefix, err)
+			t.Fatalf("%s flush: %v (sent %d; stats %+v)", p.prefix, err, p.sent.Load(), p.s.Stats())
 		}
 	}
 	waitFor(t, 30*time.Second, "every frame to arrive", func() bool {
