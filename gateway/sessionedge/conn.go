@@ -87,16 +87,24 @@ type conn struct {
 	left    atomic.Bool
 	closed  sync.Once
 	done    chan struct{}
+
+	// sentLatest is the newest durable-frame confirmation not yet written;
+	// the writer writes only the newest of several (a `sent` for cseq c
+	// confirms every cseq up to c), woken by sentKick.
+	sentMu     sync.Mutex
+	sentLatest *sessionwire.Control
+	sentKick   chan struct{}
 }
 
 func newConn(e *Edge, ws *websocket.Conn, addr string) *conn {
 	c := &conn{
 		e: e, ws: ws, id: newConnID(), addr: addr,
-		out:   make(chan outMsg, e.cfg.SendQueue),
-		inbox: make(chan proto.Message, e.cfg.SendQueue),
-		kick:  make(chan struct{}, 1),
-		sendQ: make(chan sessionwire.Frame, 64),
-		done:  make(chan struct{}),
+		out:      make(chan outMsg, e.cfg.SendQueue),
+		inbox:    make(chan proto.Message, e.cfg.SendQueue),
+		kick:     make(chan struct{}, 1),
+		sentKick: make(chan struct{}, 1),
+		sendQ:    make(chan sessionwire.Frame, 64),
+		done:     make(chan struct{}),
 	}
 	c.ctx, c.cancel = context.WithCancel(e.ctx)
 	c.log = e.log.With("conn", c.id, "remote", addr)
@@ -465,6 +473,24 @@ func (c *conn) writer() {
 		select {
 		case <-c.ctx.Done():
 			return
+		case <-c.sentKick:
+			// Confirmations are cumulative: write only the newest.
+			c.sentMu.Lock()
+			m := c.sentLatest
+			c.sentLatest = nil
+			c.sentMu.Unlock()
+			if m == nil {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(c.ctx, 3*hb)
+			err := c.ws.Write(ctx, websocket.MessageText, sessionwire.EncodeControl(*m))
+			cancel()
+			if err != nil {
+				c.cancel()
+				_ = c.ws.CloseNow()
+				return
+			}
+			lastSent = time.Now()
 		case m := <-c.out:
 			if m.data != nil {
 				typ := websocket.MessageText
@@ -657,7 +683,7 @@ const pipelineTimeout = time.Second
 
 // sendWindow bounds the durable frames of one connection in flight to the
 // grain.
-const sendWindow = 64
+const sendWindow = 256
 
 // sender sends the client's durable frames to the session grain in cseq
 // order without waiting for each reply (the grain writes frames that arrive
@@ -735,7 +761,20 @@ func (c *conn) confirm(inflight <-chan inflightFrame) {
 			return
 		}
 		c.e.m.frames.WithLabelValues("in", "durable").Inc()
-		c.sendControl(sessionwire.Control{Type: sessionwire.TypeSent, CSeq: a.GetCseq(), Seq: a.GetSeq(), Duplicate: a.GetDuplicate()})
+		c.confirmed(sessionwire.Control{Type: sessionwire.TypeSent, CSeq: a.GetCseq(), Seq: a.GetSeq(), Duplicate: a.GetDuplicate()})
+	}
+}
+
+// confirmed records a durable frame's confirmation for the writer.
+func (c *conn) confirmed(m sessionwire.Control) {
+	c.sentMu.Lock()
+	if c.sentLatest == nil || m.CSeq >= c.sentLatest.CSeq {
+		c.sentLatest = &m
+	}
+	c.sentMu.Unlock()
+	select {
+	case c.sentKick <- struct{}{}:
+	default:
 	}
 }
 
