@@ -75,13 +75,13 @@ type Spec[S any] struct {
 	// Reply returns the reply to cmd given the state after its events.
 	Reply func(state S, cmd proto.Message, env Env) proto.Message
 	// Effects (optional) returns messages the shell sends, fire and forget,
-	// once a command's events are appended and applied: state is the state
-	// after them, evs the events (none for a command that writes nothing)
-	// and env.Version the stream's version after them, so event i of evs has
-	// version env.Version-len(evs)+1+i. It runs only when the command was
+	// once a command's events are appended and applied: before and after
+	// are the states before and after them, evs the events (none for a
+	// command that writes nothing) and env.Version the stream's version after
+	// them, so event i of evs has version env.Version-len(evs)+1+i. It runs only when the command was
 	// accepted. Delivery is at most once: a receiver that must not miss a
 	// message recovers from the stream.
-	Effects func(state S, cmd proto.Message, evs []proto.Message, env Env) []Effect
+	Effects func(before, after S, cmd proto.Message, evs []proto.Message, env Env) []Effect
 	// OnActivate (optional) returns messages to send once an activation has
 	// rebuilt its state (for example to tell connected parties that the
 	// entity moved, so they check what they may have missed).
@@ -348,6 +348,7 @@ type pending[S any] struct {
 	cmd    proto.Message
 	env    Env
 	evs    []proto.Message
+	before S // the state before its events
 	after  S // the state after its events
 	// reject, when set, is the reply (a rejection) to send once everything
 	// before it committed.
@@ -387,7 +388,7 @@ func (s *shell[S]) handle(ctx actor.Context, cmd proto.Message) {
 // decide runs Decide for cmd on the speculative state and advances it.
 func (s *shell[S]) decide(sender *actor.PID, cmd proto.Message, now time.Time) pending[S] {
 	env := Env{ID: s.id, Version: s.specVersion, Epoch: s.epoch, Now: now}
-	p := pending[S]{sender: sender, cmd: cmd, env: env, after: s.spec_}
+	p := pending[S]{sender: sender, cmd: cmd, env: env, before: s.spec_, after: s.spec_}
 	evs, err := s.spec.Decide(s.spec_, cmd, env)
 	if err != nil {
 		e := &entitypb.Error{Code: CodeRejected, Message: err.Error()}
@@ -549,14 +550,14 @@ func (s *shell[S]) finish(ctx actor.Context, p pending[S]) {
 		return
 	}
 	p.env.Version, p.env.Appended = s.version, 0
-	p.after = s.state
+	p.before, p.after = s.state, s.state
 	s.finishCommitted(ctx, p)
 }
 
 // finishCommitted sends a committed command's effects and its reply.
 func (s *shell[S]) finishCommitted(ctx actor.Context, p pending[S]) {
 	if s.spec.Effects != nil {
-		s.send(ctx, s.spec.Effects(p.after, p.cmd, p.evs, p.env))
+		s.send(ctx, s.spec.Effects(p.before, p.after, p.cmd, p.evs, p.env))
 	}
 	s.reply(ctx, p.sender, s.spec.Reply(p.after, p.cmd, p.env), "ok")
 }

@@ -176,7 +176,7 @@ func Decide(s State, cmd proto.Message, env entity.Env) ([]proto.Message, error)
 		return decideOpen(s, c, env)
 	}
 	switch cmd.(type) {
-	case *sessionpb.Join, *sessionpb.Attach, *sessionpb.Detach, *sessionpb.Leave, *sessionpb.SendFrame,
+	case *sessionpb.Join, *sessionpb.Attach, *sessionpb.Detach, *sessionpb.Leave, *sessionpb.SendFrame, *sessionpb.SendFrames,
 		*sessionpb.StreamFrame, *sessionpb.Ack, *sessionpb.End, *sessionpb.Expire, *sessionpb.Get, *sessionpb.Touch:
 	default:
 		return nil, reject(ReasonBadRequest, "%T is not a session command", cmd)
@@ -299,6 +299,25 @@ func Decide(s State, cmd proto.Message, env entity.Env) ([]proto.Message, error)
 			return nil, reject(ReasonBadSequence, "cseq %d from participant %s skips ahead: the next is %d", c.GetCseq(), p.ID, p.LastCseq+1)
 		}
 		return []proto.Message{&sessionpb.FrameSent{From: p.ID, Cseq: c.GetCseq(), Payload: c.GetPayload(), AtUnixMs: now}}, nil
+
+	case *sessionpb.SendFrames:
+		p, err := present(s, c.GetParticipant(), env)
+		if err != nil {
+			return nil, err
+		}
+		last := p.LastCseq
+		var evs []proto.Message
+		for _, f := range c.GetFrames() {
+			if f.GetCseq() == 0 || f.GetCseq() > last+1 || checkSize(s, f.GetPayload()) != nil {
+				break // left out: sent again alone, it gets its refusal
+			}
+			if f.GetCseq() <= last {
+				continue // duplicate
+			}
+			evs = append(evs, &sessionpb.FrameSent{From: p.ID, Cseq: f.GetCseq(), Payload: f.GetPayload(), AtUnixMs: now})
+			last = f.GetCseq()
+		}
+		return evs, nil
 
 	case *sessionpb.StreamFrame:
 		if _, err := present(s, c.GetParticipant(), env); err != nil {
@@ -468,6 +487,10 @@ func Reply(s State, cmd proto.Message, env entity.Env) proto.Message {
 			r.Duplicate = true
 		}
 		return r
+	case *sessionpb.SendFrames:
+		// Cumulative: every frame up to the participant's last cseq is in.
+		p, _ := s.Participant(c.GetParticipant())
+		return &sessionpb.FrameAccepted{Cseq: p.LastCseq, Seq: p.LastFrameSeq, Duplicate: env.Appended == 0}
 	case *sessionpb.Get:
 		return info(s)
 	case *sessionpb.StreamFrame, *sessionpb.Ack, *sessionpb.Touch:

@@ -588,6 +588,48 @@ func TestLeave(t *testing.T) {
 	}
 }
 
+// SendFrames writes several frames in one command: duplicates inside are
+// skipped, the first frame SendFrame would refuse ends the batch (left out,
+// not refused), the reply is cumulative, and every receiver gets each frame
+// with a prev_seq chain without holes.
+func TestSendFrames(t *testing.T) {
+	d := newDriver(t)
+	o := openCmd()
+	o.Limits = &sessionpb.Limits{MaxFrameBytes: 4}
+	do(t, d, o)
+	do(t, d, joinCmd("Bob", "p2")) // seq 3
+	f := func(cseq uint64, payload string) *sessionpb.SendFrame {
+		return &sessionpb.SendFrame{Cseq: cseq, Payload: []byte(payload)}
+	}
+	r, effs := writes(t, d, &sessionpb.SendFrames{Participant: "p2", Frames: []*sessionpb.SendFrame{f(1, "a"), f(2, "b"), f(3, "c")}},
+		&sessionpb.FrameSent{}, &sessionpb.FrameSent{}, &sessionpb.FrameSent{})
+	if fa := r.(*sessionpb.FrameAccepted); fa.GetCseq() != 3 || fa.GetSeq() != 6 || fa.GetDuplicate() {
+		t.Fatalf("accepted %v", fa)
+	}
+	var prev uint64 = 3 // p1's head: p2's joining
+	for i, e := range effs {
+		dl := e.Msg.(*sessionpb.Deliver)
+		if dl.GetTo() != "p1" || dl.GetSeq() != uint64(4+i) || dl.GetPrevSeq() != prev || string(dl.GetPayload()) != string(rune('a'+i)) {
+			t.Fatalf("deliver %d: %v (want seq %d prev %d)", i, dl, 4+i, prev)
+		}
+		prev = dl.GetSeq()
+	}
+	if len(effs) != 3 {
+		t.Fatalf("%d effects, want 3", len(effs))
+	}
+	// Duplicates skipped; a frame too large ends the batch; what follows is left out.
+	r, _ = writes(t, d, &sessionpb.SendFrames{Participant: "p2", Frames: []*sessionpb.SendFrame{f(2, "b"), f(3, "c"), f(4, "d"), f(5, "12345"), f(6, "f")}},
+		&sessionpb.FrameSent{})
+	if fa := r.(*sessionpb.FrameAccepted); fa.GetCseq() != 4 || fa.GetSeq() != 7 {
+		t.Fatalf("accepted %v", fa)
+	}
+	// A gap ends it at once: nothing written, the reply still says how far.
+	if fa := noop(t, d, &sessionpb.SendFrames{Participant: "p2", Frames: []*sessionpb.SendFrame{f(9, "x")}}).(*sessionpb.FrameAccepted); fa.GetCseq() != 4 || !fa.GetDuplicate() {
+		t.Fatalf("gap: %v", fa)
+	}
+	rejects(t, d, &sessionpb.SendFrames{Participant: "p7", Frames: []*sessionpb.SendFrame{f(1, "x")}}, session.ReasonUnknownParticipant)
+}
+
 func TestSendFrame(t *testing.T) {
 	d := newDriver(t)
 	o := openCmd()
@@ -850,7 +892,7 @@ func TestStateIsAValue(t *testing.T) {
 				s = session.Evolve(s, ev)
 			}
 			env.Version = s.Version
-			session.Effects(s, cmd, evs, env)
+			session.Effects(base, s, cmd, evs, env)
 			session.Reply(s, cmd, env)
 			if !sessiontest.Equal(base, snap) {
 				t.Fatalf("Evolve/Effects/Reply after %T modified the original state", cmd)

@@ -35,18 +35,20 @@ func effect(p *Participant, m proto.Message) entity.Effect {
 	return entity.Effect{Address: p.Conn.Address, ID: p.Conn.ID, Msg: m}
 }
 
-// Effects returns the pushes for an accepted command: state s is the state
-// after evs, and event i of evs has seq env.Version-len(evs)+1+i. Pushes go
-// only to attached participants that have not left:
+// Effects returns the pushes for an accepted command: before and after are
+// the states before and after evs, and event i of evs has seq
+// env.Version-len(evs)+1+i. Pushes go only to participants attached (and
+// not departed) after the command:
 //
 //   - a Joined, Left or FrameSent: Deliver to every other participant;
 //   - Ended: Deliver to every participant (the one who ended it included);
 //   - Attached with resumed: Gap (from the resumed participant) to the others;
 //   - StreamFrame (no event): StreamDeliver to the others.
 //
-// No command writes more than one event meant for the same participant, so
-// each Deliver's prev_seq is the receiver's PrevHead.
-func Effects(s State, cmd proto.Message, evs []proto.Message, env entity.Env) []entity.Effect {
+// Each Deliver's prev_seq is the seq of the previous message meant for its
+// receiver: its head before the command for the first, then the previous
+// event of the command meant for it (a command may write several frames).
+func Effects(before, s State, cmd proto.Message, evs []proto.Message, env entity.Env) []entity.Effect {
 	var out []entity.Effect
 	if c, ok := cmd.(*sessionpb.StreamFrame); ok && s.Status == Live {
 		for i := range s.Participants {
@@ -56,37 +58,46 @@ func Effects(s State, cmd proto.Message, evs []proto.Message, env entity.Env) []
 			}
 		}
 	}
+	if len(evs) == 0 {
+		return out
+	}
 	first := env.Version - uint64(len(evs)) + 1
-	for k, ev := range evs {
-		seq := first + uint64(k)
-		if a, ok := ev.(*sessionpb.Attached); ok && a.GetResumed() {
-			for i := range s.Participants {
-				p := &s.Participants[i]
-				if p.Attached && !p.Left && p.ID != a.GetParticipant() {
-					out = append(out, effect(p, &sessionpb.Gap{Session: s.Code, To: p.ID, From: a.GetParticipant()}))
-				}
-			}
+	for i := range s.Participants {
+		p := &s.Participants[i]
+		if !p.Attached || p.Left {
 			continue
 		}
-		var name, role string
-		if l, ok := ev.(*sessionpb.Left); ok {
-			if p, ok := s.Participant(l.GetParticipant()); ok {
-				name, role = p.Name, p.Role
-			}
+		var prev uint64
+		if b, ok := before.Participant(p.ID); ok && before.Status == Live {
+			prev = b.Head
 		}
-		for i := range s.Participants {
-			p := &s.Participants[i]
-			if !p.Attached || p.Left || p.Head != seq {
+		for k, ev := range evs {
+			seq := first + uint64(k)
+			if _, ok := ev.(*sessionpb.Opened); ok {
+				prev = 0 // a new instance: nothing before it is meant for anyone
 				continue
 			}
-			d, ok := DeliverFor(s.Code, p.ID, seq, p.PrevHead, ev)
+			if a, ok := ev.(*sessionpb.Attached); ok {
+				if a.GetResumed() && a.GetParticipant() != p.ID {
+					out = append(out, effect(p, &sessionpb.Gap{Session: s.Code, To: p.ID, From: a.GetParticipant()}))
+				}
+				continue
+			}
+			if j, ok := ev.(*sessionpb.Joined); ok && j.GetParticipant() == p.ID {
+				prev = seq // its own joining: what follows is meant for it
+				continue
+			}
+			d, ok := DeliverFor(s.Code, p.ID, seq, prev, ev)
 			if !ok {
 				continue
 			}
 			if d.Notice != nil && d.Notice.Event == "left" {
-				d.Notice.Name, d.Notice.Role = name, role
+				if lp, ok := s.Participant(d.Notice.Participant); ok {
+					d.Notice.Name, d.Notice.Role = lp.Name, lp.Role
+				}
 			}
 			out = append(out, effect(p, d))
+			prev = seq
 		}
 	}
 	return out

@@ -17,7 +17,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/switchboard-io/switchboard/actors/entity"
-	"github.com/switchboard-io/switchboard/actors/entity/entitypb"
 	"github.com/switchboard-io/switchboard/actors/session"
 	"github.com/switchboard-io/switchboard/actors/session/sessionpb"
 	"github.com/switchboard-io/switchboard/gateway/sessionwire"
@@ -103,7 +102,7 @@ func newConn(e *Edge, ws *websocket.Conn, addr string) *conn {
 		inbox:    make(chan proto.Message, e.cfg.SendQueue),
 		kick:     make(chan struct{}, 1),
 		sentKick: make(chan struct{}, 1),
-		sendQ:    make(chan sessionwire.Frame, 64),
+		sendQ:    make(chan sessionwire.Frame, 256),
 		done:     make(chan struct{}),
 	}
 	c.ctx, c.cancel = context.WithCancel(e.ctx)
@@ -671,26 +670,32 @@ func (c *conn) control(m sessionwire.Control) bool {
 	return true
 }
 
-// inflightFrame is a durable frame sent to the grain whose reply is awaited.
-type inflightFrame struct {
-	f   sessionwire.Frame
-	fut *actor.Future // nil when no activation could be found
+// inflightFrames are durable frames sent to the grain in one command whose
+// reply is awaited.
+type inflightFrames struct {
+	frames []sessionwire.Frame
+	fut    *actor.Future // nil when no activation was cached
 }
 
-// pipelineTimeout bounds the wait for the reply to a pipelined frame; a
-// frame without a reply in time is sent again on its own.
+// pipelineTimeout bounds the wait for the reply to a pipelined command; its
+// frames are then sent again one by one.
 const pipelineTimeout = time.Second
 
-// sendWindow bounds the durable frames of one connection in flight to the
-// grain.
-const sendWindow = 256
+// Pipeline shape: up to pipelineDepth commands in flight per connection, each
+// with up to framesPerCommand frames (the frames that queued up meanwhile),
+// so that a busy connection sends few, large commands.
+const (
+	pipelineDepth    = 4
+	framesPerCommand = 64
+)
 
 // sender sends the client's durable frames to the session grain in cseq
-// order without waiting for each reply (the grain writes frames that arrive
-// while an append is in flight together with the next one); confirm awaits
-// the replies in the same order.
+// order without waiting for each reply: the frames that queue up while
+// commands are in flight go together in the next one (SendFrames), and the
+// grain writes what arrives while its append is in flight with its next
+// append. confirm awaits the replies in the same order.
 func (c *conn) sender() {
-	inflight := make(chan inflightFrame, sendWindow)
+	inflight := make(chan inflightFrames, pipelineDepth)
 	done := make(chan struct{})
 	go func() { defer close(done); c.confirm(inflight) }()
 	defer func() { close(inflight); <-done }()
@@ -701,12 +706,31 @@ func (c *conn) sender() {
 			return
 		case f = <-c.sendQ:
 		}
-		// Only a cached activation is used here: finding (or waiting for)
-		// a new one is confirm's job, so a dead grain never stalls reading.
-		fut := c.e.requestCached(c.e.node.Cluster(), c.code,
-			&sessionpb.SendFrame{Participant: c.participant, Cseq: f.CSeq, Payload: f.Payload}, pipelineTimeout)
+		batch := []sessionwire.Frame{f}
+	more:
+		for len(batch) < framesPerCommand {
+			select {
+			case g := <-c.sendQ:
+				batch = append(batch, g)
+			default:
+				break more
+			}
+		}
+		var cmd proto.Message
+		if len(batch) == 1 {
+			cmd = &sessionpb.SendFrame{Participant: c.participant, Cseq: f.CSeq, Payload: f.Payload}
+		} else {
+			fs := make([]*sessionpb.SendFrame, len(batch))
+			for i, b := range batch {
+				fs[i] = &sessionpb.SendFrame{Cseq: b.CSeq, Payload: b.Payload}
+			}
+			cmd = &sessionpb.SendFrames{Participant: c.participant, Frames: fs}
+		}
+		// Only a cached activation is used here: finding (or waiting for) a
+		// new one is confirm's job, so a dead grain never stalls reading.
+		fut := c.e.requestCached(c.e.node.Cluster(), c.code, cmd, pipelineTimeout)
 		select {
-		case inflight <- inflightFrame{f: f, fut: fut}:
+		case inflight <- inflightFrames{frames: batch, fut: fut}:
 		case <-c.ctx.Done():
 			return
 		}
@@ -714,55 +738,73 @@ func (c *conn) sender() {
 }
 
 // confirm turns the grain's replies into `sent` (or error) messages, in cseq
-// order. A frame whose pipelined request failed in any way (its activation
-// died, moved, or it arrived ahead of an earlier failed frame) is sent again
-// on its own with retries: SendFrame is idempotent (the grain drops cseqs it
-// has), so a frame is never written twice.
-func (c *conn) confirm(inflight <-chan inflightFrame) {
+// order. Frames whose pipelined command failed in any way (the activation
+// died or moved, the command arrived ahead of an earlier failed one) or that
+// a SendFrames left out are sent again one by one with retries: SendFrame is
+// idempotent (the grain drops cseqs it has), so no frame is written twice,
+// and a frame that cannot be written gets its own refusal.
+func (c *conn) confirm(inflight <-chan inflightFrames) {
 	broken := false
 	for in := range inflight {
-		var res proto.Message
-		var err error = errNoActivation
 		if broken && len(inflight) == 0 {
-			// Every frame sent before the failure has been redone.
+			// Every command sent before the failure has been redone.
 			broken = false
 		}
+		var accepted uint64 // frames up to this cseq are in
+		ok := false
 		if in.fut != nil && !broken {
-			var r any
-			if r, err = in.fut.Result(); err == nil {
-				var ok bool
-				if res, ok = r.(proto.Message); !ok {
-					err = fmt.Errorf("reply %T", r)
-				} else if e, isErr := r.(*entitypb.Error); isErr {
-					res, err = nil, fmt.Errorf("%s: %s", e.GetCode(), e.GetMessage())
+			if r, err := in.fut.Result(); err == nil {
+				if a, isAccepted := r.(*sessionpb.FrameAccepted); isAccepted {
+					accepted, ok = a.GetCseq(), true
+					if a.GetCseq() >= in.frames[0].CSeq {
+						// Cumulative: confirms every frame up to it.
+						c.confirmed(sessionwire.Control{Type: sessionwire.TypeSent, CSeq: a.GetCseq(), Seq: a.GetSeq(), Duplicate: a.GetDuplicate()})
+					}
 				}
 			}
 		}
-		if err != nil {
+		if !ok {
 			if c.ctx.Err() != nil {
 				return
 			}
-			// The frames sent after this one went the same way: redo them
-			// one by one too rather than wait for each reply to time out.
+			// The commands sent after this one went the same way: redo them
+			// frame by frame too rather than wait for each reply to time out.
 			broken = true
-			ctx, cancel := context.WithTimeout(c.ctx, c.e.cfg.CallTimeout)
-			res, err = c.e.call(ctx, c.code, &sessionpb.SendFrame{Participant: c.participant, Cseq: in.f.CSeq, Payload: in.f.Payload}, true)
-			cancel()
 		}
-		if err != nil {
-			pe := c.grainError(err, false)
-			pe.cseq = in.f.CSeq
-			c.sendError(pe)
-			continue
+		for _, f := range in.frames {
+			if ok && f.CSeq <= accepted {
+				continue
+			}
+			if !c.sendOne(f) {
+				return
+			}
 		}
-		a, ok := res.(*sessionpb.FrameAccepted)
-		if !ok {
-			c.sendError(perr("internal", true, "session replied %T", res))
-			return
-		}
-		c.e.m.frames.WithLabelValues("in", "durable").Inc()
-		c.confirmed(sessionwire.Control{Type: sessionwire.TypeSent, CSeq: a.GetCseq(), Seq: a.GetSeq(), Duplicate: a.GetDuplicate()})
+		c.e.m.frames.WithLabelValues("in", "durable").Add(float64(len(in.frames)))
 	}
+}
+
+// sendOne sends one durable frame with retries and reports the outcome to
+// the client; false means the connection must end.
+func (c *conn) sendOne(f sessionwire.Frame) bool {
+	ctx, cancel := context.WithTimeout(c.ctx, c.e.cfg.CallTimeout)
+	res, err := c.e.call(ctx, c.code, &sessionpb.SendFrame{Participant: c.participant, Cseq: f.CSeq, Payload: f.Payload}, true)
+	cancel()
+	if err != nil {
+		if c.ctx.Err() != nil {
+			return false
+		}
+		pe := c.grainError(err, false)
+		pe.cseq = f.CSeq
+		c.sendError(pe)
+		return true
+	}
+	a, ok := res.(*sessionpb.FrameAccepted)
+	if !ok {
+		c.sendError(perr("internal", true, "session replied %T", res))
+		return false
+	}
+	c.confirmed(sessionwire.Control{Type: sessionwire.TypeSent, CSeq: a.GetCseq(), Seq: a.GetSeq(), Duplicate: a.GetDuplicate()})
+	return true
 }
 
 // confirmed records a durable frame's confirmation for the writer.

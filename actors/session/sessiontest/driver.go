@@ -67,6 +67,7 @@ func (d *Driver) Do(cmd proto.Message) (reply proto.Message, effects []entity.Ef
 		d.TB.Helper()
 	}
 	env := entity.Env{ID: d.ID, Version: d.Version(), Epoch: d.Epoch, Now: d.Now}
+	prior := d.State
 	before := Snapshot(d.State)
 	evs, err := d.Spec.Decide(d.State, cmd, env)
 	if !Equal(before, d.State) {
@@ -92,7 +93,7 @@ func (d *Driver) Do(cmd proto.Message) (reply proto.Message, effects []entity.Ef
 	}
 	env.Version, env.Appended = d.Version(), len(evs)
 	after := Snapshot(d.State)
-	effects = d.Spec.Effects(d.State, cmd, evs, env)
+	effects = d.Spec.Effects(prior, d.State, cmd, evs, env)
 	reply = d.Spec.Reply(d.State, cmd, env)
 	if !Equal(after, d.State) {
 		d.errorf("Effects or Reply for %T modified the state", cmd)
