@@ -10,16 +10,17 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/switchboard-io/switchboard/internal/ports"
 )
 
 func freePort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := ports.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return a
 }
 
 func TestValidateNamesEveryBadKey(t *testing.T) {

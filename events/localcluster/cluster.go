@@ -23,6 +23,7 @@ import (
 	"github.com/switchboard-io/switchboard/chaos/faultnet"
 	"github.com/switchboard-io/switchboard/events"
 	"github.com/switchboard-io/switchboard/events/eventspb"
+	"github.com/switchboard-io/switchboard/internal/ports"
 )
 
 // Options tune a local cluster.
@@ -132,12 +133,11 @@ func (c *Cluster) Add() (*Member, error) {
 }
 
 func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := ports.Addr()
 	if err != nil {
 		return "", fmt.Errorf("localcluster: pick a port: %w", err)
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	return a, nil
 }
 
 // TestConfig returns event log settings suited to a cluster on one loaded

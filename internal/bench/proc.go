@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/switchboard-io/switchboard/internal/ports"
 )
 
 // Proc is a child process run by a bench or a test harness: it runs in its
@@ -211,70 +212,14 @@ func (p *Proc) LogTail(n int64) string {
 	return string(b)
 }
 
-// FreePorts returns n distinct TCP ports on 127.0.0.1 that were free a moment
-// ago (found by listening on port 0; all listeners are held until every port
-// is picked, then closed).
+// FreePorts returns n distinct free ports on 127.0.0.1 (internal/ports:
+// outside the ephemeral range, never the same twice in this process).
 func FreePorts(n int) ([]int, error) {
-	handedOutMu.Lock()
-	defer handedOutMu.Unlock()
-	ports := make([]int, 0, n)
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("pick a free port: %w", err)
-		}
-		ls = append(ls, l)
-		port := l.Addr().(*net.TCPAddr).Port
-		if handedOut[port] {
-			// Closed since, but promised to an earlier caller: skip it.
-			continue
-		}
-		handedOut[port] = true
-		ports = append(ports, port)
+	p, err := ports.Free(n)
+	if err != nil {
+		return nil, fmt.Errorf("pick free ports: %w", err)
 	}
-	for len(ports) < n {
-		more, err := freePortsLocked(n - len(ports))
-		if err != nil {
-			return nil, err
-		}
-		ports = append(ports, more...)
-	}
-	return ports, nil
-}
-
-// handedOut remembers every port FreePorts returned in this process, so that
-// two calls (e.g. for nodes added later) never hand out the same port.
-var (
-	handedOutMu sync.Mutex
-	handedOut   = map[int]bool{}
-)
-
-func freePortsLocked(n int) ([]int, error) {
-	var ports []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for len(ports) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("pick a free port: %w", err)
-		}
-		ls = append(ls, l)
-		if port := l.Addr().(*net.TCPAddr).Port; !handedOut[port] {
-			handedOut[port] = true
-			ports = append(ports, port)
-		}
-	}
-	return ports, nil
+	return p, nil
 }
 
 // stopAll stops procs concurrently (stopping a Raft cluster one node at a
