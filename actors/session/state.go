@@ -43,10 +43,6 @@ func connOf(c *sessionpb.Conn) Conn {
 	return Conn{Address: c.GetAddress(), ID: c.GetId(), Node: c.GetNode()}
 }
 
-func (c Conn) proto() *sessionpb.Conn {
-	return &sessionpb.Conn{Address: c.Address, Id: c.ID, Node: c.Node}
-}
-
 // Participant is one participant of the current instance. It holds only
 // values and byte slices that are never modified after they are stored, so
 // copying a Participant copies it completely.

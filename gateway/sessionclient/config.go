@@ -94,27 +94,27 @@ func (c Config) Validate() error {
 	c = c.withDefaults()
 	var errs []error
 	if len(c.Nodes) == 0 {
-		errs = append(errs, errors.New("Nodes: at least one node address is needed"))
+		errs = append(errs, errors.New("field Nodes: at least one node address is needed"))
 	}
 	for i, n := range c.Nodes {
 		if _, err := NodeURL(n); err != nil {
-			errs = append(errs, fmt.Errorf("Nodes[%d]: %w", i, err))
+			errs = append(errs, fmt.Errorf("field Nodes[%d]: %w", i, err))
 		}
 	}
 	if c.HandshakeTimeout < 0 {
-		errs = append(errs, fmt.Errorf("HandshakeTimeout %v: must be positive", c.HandshakeTimeout))
+		errs = append(errs, fmt.Errorf("field HandshakeTimeout %v: must be positive", c.HandshakeTimeout))
 	}
 	if c.MinBackoff < 0 {
-		errs = append(errs, fmt.Errorf("MinBackoff %v: must be positive", c.MinBackoff))
+		errs = append(errs, fmt.Errorf("field MinBackoff %v: must be positive", c.MinBackoff))
 	}
 	if c.MaxBackoff < c.MinBackoff {
-		errs = append(errs, fmt.Errorf("MaxBackoff %v: must be at least MinBackoff (%v)", c.MaxBackoff, c.MinBackoff))
+		errs = append(errs, fmt.Errorf("field MaxBackoff %v: must be at least MinBackoff (%v)", c.MaxBackoff, c.MinBackoff))
 	}
 	if c.GiveUpAfter < 0 {
-		errs = append(errs, fmt.Errorf("GiveUpAfter %v: must be positive", c.GiveUpAfter))
+		errs = append(errs, fmt.Errorf("field GiveUpAfter %v: must be positive", c.GiveUpAfter))
 	}
 	if c.Window < 1 || c.Window > 1<<20 {
-		errs = append(errs, fmt.Errorf("Window %d: must be between 1 and 1048576", c.Window))
+		errs = append(errs, fmt.Errorf("field Window %d: must be between 1 and 1048576", c.Window))
 	}
 	if len(errs) == 0 {
 		return nil

@@ -84,7 +84,6 @@ type conn struct {
 	lastSeq atomic.Uint64
 	acked   atomic.Uint64
 	left    atomic.Bool
-	closed  sync.Once
 	done    chan struct{}
 
 	// sentLatest is the newest durable-frame confirmation not yet written;
@@ -819,8 +818,6 @@ func (c *conn) confirmed(m sessionwire.Control) {
 	default:
 	}
 }
-
-var errNoActivation = errors.New("no activation of the session grain found")
 
 // reattach tells the session grain where this connection is (after a
 // membership change or a rejoin); the reply's head makes the deliverer

@@ -55,12 +55,11 @@ const DefaultHostToken = "host-token"
 
 // Server is the reference server.
 type Server struct {
-	opts     Options
-	log      *slog.Logger
-	cert     tls.Certificate
-	certPEM  []byte
-	pool     *x509.CertPool
-	handlers []http.Handler
+	opts    Options
+	log     *slog.Logger
+	cert    tls.Certificate
+	certPEM []byte
+	pool    *x509.CertPool
 
 	mu       sync.Mutex
 	nodes    []*node
