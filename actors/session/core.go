@@ -193,17 +193,8 @@ func Decide(s State, cmd proto.Message, env entity.Env) ([]proto.Message, error)
 			// resume to read what it missed, up to the "ended" notice;
 			// nothing is written.
 			if c.GetResumed() {
-				p, err := present(s, c.GetParticipant(), env)
-				if err != nil {
-					return nil, err
-				}
-				if !matches(c.GetResumeToken(), p.ResumeTokenHash) {
-					return nil, reject(ReasonBadResumeToken, "wrong resume token for participant %s", p.ID)
-				}
-				if c.GetLastSeq() > p.Head {
-					return nil, reject(ReasonResumeFromFuture, "last_seq %d is past the newest seq %d sent to participant %s", c.GetLastSeq(), p.Head, p.ID)
-				}
-				return nil, nil
+				_, err := resumable(s, c, env)
+				return nil, err
 			}
 		}
 		return nil, reject(ReasonEnded, "session %s ended (%s by %s)", env.ID, s.EndReason, s.EndedBy)
@@ -242,15 +233,9 @@ func Decide(s State, cmd proto.Message, env entity.Env) ([]proto.Message, error)
 		if len(bad) > 0 {
 			return nil, badRequest("attach", bad)
 		}
-		p, err := present(s, c.GetParticipant(), env)
+		p, err := resumable(s, c, env)
 		if err != nil {
 			return nil, err
-		}
-		if !matches(c.GetResumeToken(), p.ResumeTokenHash) {
-			return nil, reject(ReasonBadResumeToken, "wrong resume token for participant %s", p.ID)
-		}
-		if c.GetLastSeq() > p.Head {
-			return nil, reject(ReasonResumeFromFuture, "last_seq %d is past the newest seq %d sent to participant %s", c.GetLastSeq(), p.Head, p.ID)
 		}
 		if p.Attached && sameConn(p.Conn, c.GetConn()) && !c.GetResumed() {
 			return nil, nil
@@ -439,6 +424,22 @@ func decideOpen(s State, c *sessionpb.Open, env entity.Env) ([]proto.Message, er
 }
 
 // present returns participant id if it exists and has not left.
+// resumable checks an Attach: a present participant, its resume token, and a
+// last_seq it was sent.
+func resumable(s State, c *sessionpb.Attach, env entity.Env) (Participant, error) {
+	p, err := present(s, c.GetParticipant(), env)
+	if err != nil {
+		return p, err
+	}
+	if !matches(c.GetResumeToken(), p.ResumeTokenHash) {
+		return p, reject(ReasonBadResumeToken, "wrong resume token for participant %s", p.ID)
+	}
+	if c.GetLastSeq() > p.Head {
+		return p, reject(ReasonResumeFromFuture, "last_seq %d is past the newest seq %d sent to participant %s", c.GetLastSeq(), p.Head, p.ID)
+	}
+	return p, nil
+}
+
 func present(s State, id string, env entity.Env) (Participant, error) {
 	p, ok := s.Participant(id)
 	switch {

@@ -9,14 +9,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/switchboard-io/switchboard/gateway/sessionclient"
@@ -73,17 +71,8 @@ func parseFailoverFlags(args []string) (failoverConfig, error) {
 	fs.DurationVar(&cfg.resumeTimeout, "resume-timeout", 30*time.Second, "a round whose traffic has not resumed after this long fails")
 	fs.DurationVar(&cfg.maxP99, "max-p99", 2*time.Second, "fail when the p99 resume time is above this")
 	fs.DurationVar(&cfg.settle, "settle", 500*time.Millisecond, "traffic must flow in both directions for this long before a kill")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			var b strings.Builder
-			fs.SetOutput(&b)
-			fs.PrintDefaults()
-			return cfg, fmt.Errorf("%w\nusage: switchboard bench failover [flags]\n%s", flag.ErrHelp, b.String())
-		}
-		return cfg, fmt.Errorf("bench failover: %w", err)
-	}
-	if fs.NArg() > 0 {
-		return cfg, fmt.Errorf("bench failover: unexpected argument %q", fs.Arg(0))
+	if err := parseDriverFlags(fs, "failover", args); err != nil {
+		return cfg, err
 	}
 	cfg.nodeArgs = strings.Fields(*nodeArgs)
 	var errs []error
@@ -251,16 +240,11 @@ func (p *failoverPeer) lost() uint64 {
 
 func runFailover(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	cfg, err := parseFailoverFlags(args)
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintln(stderr, strings.TrimPrefix(err.Error(), flag.ErrHelp.Error()+"\n"))
-		return flag.ErrHelp
-	}
+	ctx, stopSignals, log, err := startDriver(ctx, err, stderr)
 	if err != nil {
 		return err
 	}
-	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
-	log := slog.New(slog.NewTextHandler(stderr, nil))
 	dir, cleanup, err := sessionBenchDir(cfg.keep, "bench failover", log)
 	if err != nil {
 		return err

@@ -14,14 +14,12 @@ import (
 	"math"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -71,17 +69,8 @@ func parseClusterFlags(args []string) (clusterConfig, error) {
 	fs.StringVar(&cfg.keep, "keep", "", "keep data and node logs in this directory (default: a temporary directory, removed after a successful run)")
 	fs.DurationVar(&cfg.readyTimeout, "ready-timeout", 5*time.Minute, "bound on each wait for /readyz")
 	nodeArgs := fs.String("node-args", "", "extra arguments for every node, space-separated (e.g. \"--raft-heartbeat-timeout 200ms\")")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			var b strings.Builder
-			fs.SetOutput(&b)
-			fs.PrintDefaults()
-			return cfg, fmt.Errorf("%w\nusage: switchboard bench cluster [flags]\n%s", flag.ErrHelp, b.String())
-		}
-		return cfg, fmt.Errorf("bench cluster: %w", err)
-	}
-	if fs.NArg() > 0 {
-		return cfg, fmt.Errorf("bench cluster: unexpected argument %q", fs.Arg(0))
+	if err := parseDriverFlags(fs, "cluster", args); err != nil {
+		return cfg, err
 	}
 	var errs []error
 	var err error
@@ -167,16 +156,11 @@ func RunCluster(ctx context.Context, args []string, stdout io.Writer) error {
 
 func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	cfg, err := parseClusterFlags(args)
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintln(stderr, strings.TrimPrefix(err.Error(), flag.ErrHelp.Error()+"\n"))
-		return flag.ErrHelp
-	}
+	ctx, stopSignals, log, err := startDriver(ctx, err, stderr)
 	if err != nil {
 		return err
 	}
-	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
-	log := slog.New(slog.NewTextHandler(stderr, nil))
 	if cfg.binary == "" {
 		if cfg.binary, err = os.Executable(); err != nil {
 			return fmt.Errorf("bench cluster: --binary: %w", err)

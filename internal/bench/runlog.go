@@ -3,18 +3,15 @@ package bench
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -39,16 +36,11 @@ func RunLog(ctx context.Context, args []string, stdout io.Writer) error {
 
 func runLog(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	cfg, err := parseLogFlags(args)
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintln(stderr, strings.TrimPrefix(err.Error(), flag.ErrHelp.Error()+"\n"))
-		return flag.ErrHelp
-	}
+	ctx, stopSignals, log, err := startDriver(ctx, err, stderr)
 	if err != nil {
 		return err
 	}
-	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
-	log := slog.New(slog.NewTextHandler(stderr, nil))
 
 	if st, serr := os.Stat(cfg.binary); serr != nil {
 		return fmt.Errorf("bench-log: --binary: %w", serr)

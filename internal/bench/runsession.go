@@ -16,7 +16,6 @@ import (
 	"math"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -24,7 +23,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/switchboard-io/switchboard/cluster/tlsutil"
@@ -120,17 +118,8 @@ func parseSessionFlags(args []string) (sessionBenchConfig, error) {
 	fs.DurationVar(&cfg.readyTimeout, "ready-timeout", 60*time.Second, "how long to wait for the cluster to become ready")
 	fs.StringVar(&cfg.nginxBinary, "nginx-binary", "nginx", "nginx binary (with --peer nginx; installed with apt-get install nginx when absent)")
 	fs.StringVar(&cfg.echoBackend, "echo-backend", "", "internal: serve only the WebSocket echo backend on this address")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			var b strings.Builder
-			fs.SetOutput(&b)
-			fs.PrintDefaults()
-			return cfg, fmt.Errorf("%w\nusage: switchboard bench session [flags]\n%s", flag.ErrHelp, b.String())
-		}
-		return cfg, fmt.Errorf("bench session: %w", err)
-	}
-	if fs.NArg() > 0 {
-		return cfg, fmt.Errorf("bench session: unexpected argument %q", fs.Arg(0))
+	if err := parseDriverFlags(fs, "session", args); err != nil {
+		return cfg, err
 	}
 	cfg.nodeArgs = strings.Fields(*nodeArgs)
 	var errs []error
@@ -186,16 +175,11 @@ func RunSession(ctx context.Context, args []string, stdout io.Writer) error {
 
 func runSession(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	cfg, err := parseSessionFlags(args)
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintln(stderr, strings.TrimPrefix(err.Error(), flag.ErrHelp.Error()+"\n"))
-		return flag.ErrHelp
-	}
+	ctx, stopSignals, log, err := startDriver(ctx, err, stderr)
 	if err != nil {
 		return err
 	}
-	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
-	log := slog.New(slog.NewTextHandler(stderr, nil))
 	if cfg.echoBackend != "" {
 		return serveEcho(ctx, cfg.echoBackend, log)
 	}
