@@ -92,6 +92,8 @@ type conn struct {
 	sentMu     sync.Mutex
 	sentLatest *sessionwire.Control
 	sentKick   chan struct{}
+	// topology is signalled when the cluster's membership changes.
+	topology chan struct{}
 }
 
 func newConn(e *Edge, ws *websocket.Conn, addr string) *conn {
@@ -101,6 +103,7 @@ func newConn(e *Edge, ws *websocket.Conn, addr string) *conn {
 		inbox:    make(chan proto.Message, e.cfg.SendQueue),
 		kick:     make(chan struct{}, 1),
 		sentKick: make(chan struct{}, 1),
+		topology: make(chan struct{}, 1),
 		sendQ:    make(chan sessionwire.Frame, 256),
 		done:     make(chan struct{}),
 	}
@@ -752,7 +755,7 @@ func (c *conn) confirm(inflight <-chan inflightFrames) {
 		var accepted uint64 // frames up to this cseq are in
 		ok := false
 		if in.fut != nil && !broken {
-			if r, err := in.fut.Result(); err == nil {
+			if r, err := c.await(in.fut); err == nil {
 				if a, isAccepted := r.(*sessionpb.FrameAccepted); isAccepted {
 					accepted, ok = a.GetCseq(), true
 					if a.GetCseq() >= in.frames[0].CSeq {
@@ -779,6 +782,39 @@ func (c *conn) confirm(inflight <-chan inflightFrames) {
 			}
 		}
 		c.e.m.frames.WithLabelValues("in", "durable").Add(float64(len(in.frames)))
+	}
+}
+
+// await waits for a pipelined reply, or until the cluster's membership
+// changes: a request to a node that just died is usually neither answered nor
+// bounced, and waiting out its timeout would delay the failover.
+func (c *conn) await(fut *actor.Future) (any, error) {
+	type result struct {
+		r   any
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		r, err := fut.Result() // returns by the future's timeout at the latest
+		done <- result{r, err}
+	}()
+	select {
+	case res := <-done:
+		return res.r, res.err
+	case <-c.topology:
+		return nil, errMembershipChanged
+	case <-c.ctx.Done():
+		return nil, c.ctx.Err()
+	}
+}
+
+var errMembershipChanged = errors.New("cluster membership changed while waiting")
+
+// membershipChanged interrupts a wait in await.
+func (c *conn) membershipChanged() {
+	select {
+	case c.topology <- struct{}{}:
+	default:
 	}
 }
 

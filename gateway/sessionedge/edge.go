@@ -239,6 +239,7 @@ func (e *Edge) watch() {
 		}
 		if reattach && cur != nil {
 			for _, c := range e.conns {
+				c.membershipChanged()
 				all = append(all, c)
 			}
 		}
