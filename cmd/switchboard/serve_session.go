@@ -129,16 +129,19 @@ func startSessionEdge(cfg ServeConfig, node *cluster.Node, l net.Listener, nodeC
 			_ = edge.Shutdown(context.Background())
 			return nil, nil, err
 		}
-		srv.TLSConfig = tc
+		// TLS in the listener (not ServeTLS) so that the edge's listener
+		// wraps the TLS connection and can send bursts as one write.
+		ln := edge.Listener(tls.NewListener(l, tc))
 		go func() {
-			if err := srv.ServeTLS(l, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				logger.Error("session server stopped", "component", "serve", "err", err)
 			}
 		}()
 	} else {
 		logger.Warn("session endpoint without TLS (session.plaintext): only behind a TLS-terminating proxy", "component", "serve")
+		ln := edge.Listener(l)
 		go func() {
-			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				logger.Error("session server stopped", "component", "serve", "err", err)
 			}
 		}()

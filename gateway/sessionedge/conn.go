@@ -94,11 +94,14 @@ type conn struct {
 	sentKick   chan struct{}
 	// topology is signalled when the cluster's membership changes.
 	topology chan struct{}
+	// fc, when the edge serves through its Listener, lets the writer send a
+	// burst of messages with one write.
+	fc *flushConn
 }
 
-func newConn(e *Edge, ws *websocket.Conn, addr string) *conn {
+func newConn(e *Edge, ws *websocket.Conn, addr string, fc *flushConn) *conn {
 	c := &conn{
-		e: e, ws: ws, id: newConnID(), addr: addr,
+		e: e, ws: ws, id: newConnID(), addr: addr, fc: fc,
 		out:      make(chan outMsg, e.cfg.SendQueue),
 		inbox:    make(chan proto.Message, e.cfg.SendQueue),
 		kick:     make(chan struct{}, 1),
@@ -470,48 +473,86 @@ func (c *conn) writer() {
 	defer tick.Stop()
 	lastSent := time.Now()
 	var ackSent uint64
+	// write sends one WebSocket message; false ends the connection.
+	write := func(typ websocket.MessageType, data []byte) bool {
+		ctx, cancel := context.WithTimeout(c.ctx, 3*hb)
+		err := c.ws.Write(ctx, typ, data)
+		cancel()
+		if err != nil {
+			c.log.Debug("write failed", "err", err)
+			c.cancel()
+			_ = c.ws.CloseNow()
+			return false
+		}
+		lastSent = time.Now()
+		return true
+	}
+	// writeSent sends the newest pending confirmation (they are cumulative).
+	writeSent := func() bool {
+		c.sentMu.Lock()
+		m := c.sentLatest
+		c.sentLatest = nil
+		c.sentMu.Unlock()
+		return m == nil || write(websocket.MessageText, sessionwire.EncodeControl(*m))
+	}
+	// writeOut sends one queued message; false ends the connection.
+	writeOut := func(m outMsg) bool {
+		if m.data != nil {
+			typ := websocket.MessageText
+			if m.binary {
+				typ = websocket.MessageBinary
+			}
+			if !write(typ, m.data) {
+				return false
+			}
+		}
+		if m.closeCode != 0 {
+			if c.fc != nil {
+				_ = c.fc.release() // the close handshake needs what precedes it sent
+			}
+			_ = c.ws.Close(m.closeCode, m.reason)
+			c.cancel()
+			return false
+		}
+		return true
+	}
+	// burst writes what is queued with one flush (see flushConn).
+	burst := func(first func() bool) bool {
+		if c.fc != nil {
+			c.fc.hold()
+		}
+		ok := first()
+		for n := 0; ok && n < 256; n++ {
+			select {
+			case m := <-c.out:
+				ok = writeOut(m)
+				continue
+			case <-c.sentKick:
+				ok = writeSent()
+				continue
+			default:
+			}
+			break
+		}
+		if c.fc != nil {
+			if err := c.fc.release(); err != nil && ok {
+				c.cancel()
+				_ = c.ws.CloseNow()
+				return false
+			}
+		}
+		return ok
+	}
 	for {
 		select {
 		case <-c.ctx.Done():
 			return
 		case <-c.sentKick:
-			// Confirmations are cumulative: write only the newest.
-			c.sentMu.Lock()
-			m := c.sentLatest
-			c.sentLatest = nil
-			c.sentMu.Unlock()
-			if m == nil {
-				continue
-			}
-			ctx, cancel := context.WithTimeout(c.ctx, 3*hb)
-			err := c.ws.Write(ctx, websocket.MessageText, sessionwire.EncodeControl(*m))
-			cancel()
-			if err != nil {
-				c.cancel()
-				_ = c.ws.CloseNow()
+			if !burst(writeSent) {
 				return
 			}
-			lastSent = time.Now()
 		case m := <-c.out:
-			if m.data != nil {
-				typ := websocket.MessageText
-				if m.binary {
-					typ = websocket.MessageBinary
-				}
-				ctx, cancel := context.WithTimeout(c.ctx, 3*hb)
-				err := c.ws.Write(ctx, typ, m.data)
-				cancel()
-				if err != nil {
-					c.log.Debug("write failed", "err", err)
-					c.cancel()
-					_ = c.ws.CloseNow()
-					return
-				}
-				lastSent = time.Now()
-			}
-			if m.closeCode != 0 {
-				_ = c.ws.Close(m.closeCode, m.reason)
-				c.cancel()
+			if !burst(func() bool { return writeOut(m) }) {
 				return
 			}
 		case now := <-tick.C:
@@ -526,15 +567,9 @@ func (c *conn) writer() {
 				return
 			}
 			if now.Sub(lastSent) >= hb {
-				ctx, cancel := context.WithTimeout(c.ctx, hb)
-				err := c.ws.Write(ctx, websocket.MessageText, sessionwire.EncodeControl(sessionwire.Control{Type: sessionwire.TypePing, T: now.UnixMilli()}))
-				cancel()
-				if err != nil {
-					c.cancel()
-					_ = c.ws.CloseNow()
+				if !write(websocket.MessageText, sessionwire.EncodeControl(sessionwire.Control{Type: sessionwire.TypePing, T: now.UnixMilli()})) {
 					return
 				}
-				lastSent = now
 			}
 		}
 	}

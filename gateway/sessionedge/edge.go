@@ -77,6 +77,8 @@ type Edge struct {
 	sys     *pcluster.Cluster // the cluster connection actors are spawned on
 	closing bool
 	count   atomic.Int64
+
+	flushConns sync.Map // remote address -> *flushConn (see Listener)
 }
 
 // New starts an edge (its background watcher); serve it with Handler.
@@ -168,7 +170,7 @@ func (e *Edge) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	e.wg.Add(1)
 	defer e.wg.Done()
-	c := newConn(e, ws, r.RemoteAddr)
+	c := newConn(e, ws, r.RemoteAddr, e.flushConnFor(r.RemoteAddr))
 	c.run()
 }
 
