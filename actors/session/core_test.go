@@ -606,16 +606,19 @@ func TestSendFrames(t *testing.T) {
 	if fa := r.(*sessionpb.FrameAccepted); fa.GetCseq() != 3 || fa.GetSeq() != 6 || fa.GetDuplicate() {
 		t.Fatalf("accepted %v", fa)
 	}
+	if len(effs) != 1 {
+		t.Fatalf("%d effects, want one Delivers for p1", len(effs))
+	}
 	var prev uint64 = 3 // p1's head: p2's joining
-	for i, e := range effs {
-		dl := e.Msg.(*sessionpb.Deliver)
+	items := effs[0].Msg.(*sessionpb.Delivers).GetItems()
+	for i, dl := range items {
 		if dl.GetTo() != "p1" || dl.GetSeq() != uint64(4+i) || dl.GetPrevSeq() != prev || string(dl.GetPayload()) != string(rune('a'+i)) {
 			t.Fatalf("deliver %d: %v (want seq %d prev %d)", i, dl, 4+i, prev)
 		}
 		prev = dl.GetSeq()
 	}
-	if len(effs) != 3 {
-		t.Fatalf("%d effects, want 3", len(effs))
+	if len(items) != 3 {
+		t.Fatalf("%d delivers, want 3", len(items))
 	}
 	// Duplicates skipped; a frame too large ends the batch; what follows is left out.
 	r, _ = writes(t, d, &sessionpb.SendFrames{Participant: "p2", Frames: []*sessionpb.SendFrame{f(2, "b"), f(3, "c"), f(4, "d"), f(5, "12345"), f(6, "f")}},

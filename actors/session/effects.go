@@ -40,7 +40,8 @@ func effect(p *Participant, m proto.Message) entity.Effect {
 // env.Version-len(evs)+1+i. Pushes go only to participants attached (and
 // not departed) after the command:
 //
-//   - a Joined, Left or FrameSent: Deliver to every other participant;
+//   - a Joined, Left or FrameSent: Deliver to every other participant (the
+//     several messages of one command for one receiver go as one Delivers);
 //   - Ended: Deliver to every participant (the one who ended it included);
 //   - Attached with resumed: Gap (from the resumed participant) to the others;
 //   - StreamFrame (no event): StreamDeliver to the others.
@@ -71,6 +72,7 @@ func Effects(before, s State, cmd proto.Message, evs []proto.Message, env entity
 		if b, ok := before.Participant(p.ID); ok && before.Status == Live {
 			prev = b.Head
 		}
+		var ds []*sessionpb.Deliver
 		for k, ev := range evs {
 			seq := first + uint64(k)
 			if _, ok := ev.(*sessionpb.Opened); ok {
@@ -96,8 +98,15 @@ func Effects(before, s State, cmd proto.Message, evs []proto.Message, env entity
 					d.Notice.Name, d.Notice.Role = lp.Name, lp.Role
 				}
 			}
-			out = append(out, effect(p, d))
+			ds = append(ds, d)
 			prev = seq
+		}
+		switch len(ds) {
+		case 0:
+		case 1:
+			out = append(out, effect(p, ds[0]))
+		default:
+			out = append(out, effect(p, &sessionpb.Delivers{Items: ds}))
 		}
 	}
 	return out

@@ -367,6 +367,10 @@ func spawnActor(sys *actor.ActorSystem, c *conn) (*actor.PID, error) {
 		switch m := ctx.Message().(type) {
 		case *sessionpb.Deliver, *sessionpb.StreamDeliver, *sessionpb.Sync, *sessionpb.Gap:
 			c.push(m.(proto.Message))
+		case *sessionpb.Delivers:
+			for _, d := range m.GetItems() {
+				c.push(d)
+			}
 		case *actor.DeadLetterResponse:
 			// A message this connection told its grain found no
 			// activation: the cached PID is stale.

@@ -2135,6 +2135,53 @@ func (x *Deliver) GetNotice() *Notice {
 	return nil
 }
 
+// Delivers carries several Deliver messages for one receiver, in seq order:
+// the messages for it of one command (a SendFrames writes many frames), sent
+// as one message instead of one each.
+type Delivers struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Items         []*Deliver             `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Delivers) Reset() {
+	*x = Delivers{}
+	mi := &file_session_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Delivers) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Delivers) ProtoMessage() {}
+
+func (x *Delivers) ProtoReflect() protoreflect.Message {
+	mi := &file_session_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Delivers.ProtoReflect.Descriptor instead.
+func (*Delivers) Descriptor() ([]byte, []int) {
+	return file_session_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *Delivers) GetItems() []*Deliver {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
 // StreamDeliver carries a stream frame for `to`.
 type StreamDeliver struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2148,7 +2195,7 @@ type StreamDeliver struct {
 
 func (x *StreamDeliver) Reset() {
 	*x = StreamDeliver{}
-	mi := &file_session_proto_msgTypes[31]
+	mi := &file_session_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2160,7 +2207,7 @@ func (x *StreamDeliver) String() string {
 func (*StreamDeliver) ProtoMessage() {}
 
 func (x *StreamDeliver) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[31]
+	mi := &file_session_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2173,7 +2220,7 @@ func (x *StreamDeliver) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamDeliver.ProtoReflect.Descriptor instead.
 func (*StreamDeliver) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{31}
+	return file_session_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *StreamDeliver) GetSession() string {
@@ -2218,7 +2265,7 @@ type Sync struct {
 
 func (x *Sync) Reset() {
 	*x = Sync{}
-	mi := &file_session_proto_msgTypes[32]
+	mi := &file_session_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2230,7 +2277,7 @@ func (x *Sync) String() string {
 func (*Sync) ProtoMessage() {}
 
 func (x *Sync) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[32]
+	mi := &file_session_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2243,7 +2290,7 @@ func (x *Sync) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sync.ProtoReflect.Descriptor instead.
 func (*Sync) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{32}
+	return file_session_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Sync) GetSession() string {
@@ -2287,7 +2334,7 @@ type Gap struct {
 
 func (x *Gap) Reset() {
 	*x = Gap{}
-	mi := &file_session_proto_msgTypes[33]
+	mi := &file_session_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2299,7 +2346,7 @@ func (x *Gap) String() string {
 func (*Gap) ProtoMessage() {}
 
 func (x *Gap) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[33]
+	mi := &file_session_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2312,7 +2359,7 @@ func (x *Gap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Gap.ProtoReflect.Descriptor instead.
 func (*Gap) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{33}
+	return file_session_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Gap) GetSession() string {
@@ -2500,7 +2547,9 @@ const file_session_proto_rawDesc = "" +
 	"\bprev_seq\x18\x04 \x01(\x04R\aprevSeq\x12\x12\n" +
 	"\x04from\x18\x05 \x01(\tR\x04from\x12\x18\n" +
 	"\apayload\x18\x06 \x01(\fR\apayload\x126\n" +
-	"\x06notice\x18\a \x01(\v2\x1e.switchboard.session.v1.NoticeR\x06notice\"g\n" +
+	"\x06notice\x18\a \x01(\v2\x1e.switchboard.session.v1.NoticeR\x06notice\"A\n" +
+	"\bDelivers\x125\n" +
+	"\x05items\x18\x01 \x03(\v2\x1f.switchboard.session.v1.DeliverR\x05items\"g\n" +
 	"\rStreamDeliver\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x0e\n" +
 	"\x02to\x18\x02 \x01(\tR\x02to\x12\x12\n" +
@@ -2528,7 +2577,7 @@ func file_session_proto_rawDescGZIP() []byte {
 	return file_session_proto_rawDescData
 }
 
-var file_session_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_session_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_session_proto_goTypes = []any{
 	(*Limits)(nil),        // 0: switchboard.session.v1.Limits
 	(*Conn)(nil),          // 1: switchboard.session.v1.Conn
@@ -2561,9 +2610,10 @@ var file_session_proto_goTypes = []any{
 	(*Info)(nil),          // 28: switchboard.session.v1.Info
 	(*Notice)(nil),        // 29: switchboard.session.v1.Notice
 	(*Deliver)(nil),       // 30: switchboard.session.v1.Deliver
-	(*StreamDeliver)(nil), // 31: switchboard.session.v1.StreamDeliver
-	(*Sync)(nil),          // 32: switchboard.session.v1.Sync
-	(*Gap)(nil),           // 33: switchboard.session.v1.Gap
+	(*Delivers)(nil),      // 31: switchboard.session.v1.Delivers
+	(*StreamDeliver)(nil), // 32: switchboard.session.v1.StreamDeliver
+	(*Sync)(nil),          // 33: switchboard.session.v1.Sync
+	(*Gap)(nil),           // 34: switchboard.session.v1.Gap
 }
 var file_session_proto_depIdxs = []int32{
 	0,  // 0: switchboard.session.v1.Open.limits:type_name -> switchboard.session.v1.Limits
@@ -2581,11 +2631,12 @@ var file_session_proto_depIdxs = []int32{
 	0,  // 12: switchboard.session.v1.Info.limits:type_name -> switchboard.session.v1.Limits
 	2,  // 13: switchboard.session.v1.Info.participants:type_name -> switchboard.session.v1.Participant
 	29, // 14: switchboard.session.v1.Deliver.notice:type_name -> switchboard.session.v1.Notice
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	30, // 15: switchboard.session.v1.Delivers.items:type_name -> switchboard.session.v1.Deliver
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_session_proto_init() }
@@ -2599,7 +2650,7 @@ func file_session_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_session_proto_rawDesc), len(file_session_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   34,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

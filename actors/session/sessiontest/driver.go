@@ -135,8 +135,13 @@ func (d *Driver) Reactivate() []entity.Effect {
 
 func (d *Driver) collect(effs []entity.Effect) {
 	for _, e := range effs {
-		if m, ok := e.Msg.(*sessionpb.Deliver); ok {
+		switch m := e.Msg.(type) {
+		case *sessionpb.Deliver:
 			d.Delivered[m.GetTo()] = append(d.Delivered[m.GetTo()], m)
+		case *sessionpb.Delivers:
+			for _, it := range m.GetItems() {
+				d.Delivered[it.GetTo()] = append(d.Delivered[it.GetTo()], it)
+			}
 		}
 	}
 }
