@@ -97,7 +97,7 @@ func (f *fakeNet) notifyAll() {
 	}
 }
 
-func (m *fakeMember) Alive() []membership.Member {
+func (m *fakeMember) Routable() []membership.Member {
 	m.n.mu.Lock()
 	defer m.n.mu.Unlock()
 	var out []membership.Member

@@ -17,7 +17,7 @@ import (
 // receives a value after any change (coalesced, never blocking the gossip);
 // UpdateMeta replaces this node's metadata and gossips it.
 type Membership interface {
-	Alive() []membership.Member
+	Routable() []membership.Member
 	Watch() (<-chan struct{}, func())
 	LocalMember() membership.Member
 	UpdateMeta(membership.Meta) error
@@ -120,7 +120,7 @@ func Topology(members []membership.Member) pcluster.Members {
 }
 
 func (p *Provider) publish(c *pcluster.Cluster) {
-	c.MemberList.UpdateClusterTopology(Topology(p.m.Alive()))
+	c.MemberList.UpdateClusterTopology(Topology(p.m.Routable()))
 }
 
 // Shutdown stops following membership. Graceful: first withdraw the actor

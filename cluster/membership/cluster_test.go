@@ -3,6 +3,7 @@ package membership
 import (
 	"errors"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -484,3 +485,46 @@ func (garbageMeta) NotifyMsg([]byte)                {}
 func (garbageMeta) GetBroadcasts(int, int) [][]byte { return nil }
 func (garbageMeta) LocalState(bool) []byte          { return nil }
 func (garbageMeta) MergeRemoteState([]byte, bool)   {}
+
+// A member whose process is gone (its gossip port refuses connections) stops
+// being routable as soon as it is suspect, well before the failure detector
+// declares it dead; a member that is merely slow stays routable.
+func TestKilledMemberIsUnroutableWhileStillSuspect(t *testing.T) {
+	h := newHarness(t)
+	slowSuspicion := func(c *Config, _ *Meta) { c.SuspicionMult = 8 } // ≈1.6 s from suspect to dead
+	n1 := h.start("n1", nil, slowSuspicion)
+	n2 := h.start("n2", []string{n1.Addr()}, slowSuspicion)
+	n3 := h.start("n3", []string{n1.Addr()}, slowSuspicion)
+	eventually(t, 5*time.Second, func() string { return allAlive([]*Membership{n1, n2, n3}, "n1", "n2", "n3") })
+	if got := len(n1.Routable()); got != 3 {
+		t.Fatalf("n1 routes to %d members, want 3", got)
+	}
+	if err := n3.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	routable := func(m *Membership, id string) bool {
+		return slices.ContainsFunc(m.Routable(), func(x Member) bool { return x.NodeID == id })
+	}
+	sawUnroutableSuspect := false
+	eventually(t, 5*time.Second, func() string {
+		i := slices.IndexFunc(n1.Members(), func(x Member) bool { return x.NodeID == "n3" })
+		ok := i >= 0
+		var mem Member
+		if ok {
+			mem = n1.Members()[i]
+		}
+		if ok && mem.State == Suspect && !routable(n1, "n3") {
+			sawUnroutableSuspect = true
+		}
+		if ok && mem.State == Dead {
+			return ""
+		}
+		return "n3 not dead yet"
+	})
+	if !sawUnroutableSuspect {
+		t.Fatal("n3 stayed routable for as long as it was suspect")
+	}
+	if routable(n1, "n3") || !routable(n1, "n2") {
+		t.Fatalf("routable after n3 died: %+v", n1.Routable())
+	}
+}

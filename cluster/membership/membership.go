@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -87,6 +88,11 @@ type entry struct {
 	declared bool
 	leaving  bool
 	claimant string
+	// refused: while suspect, the member's gossip port refused a TCP
+	// connection — its process is gone (a paused process still accepts), so
+	// it is no longer routable even before the failure detector declares it
+	// dead (see Routable).
+	refused bool
 }
 
 // life is the DeclaredDead state of the current Meta.ActorSystemID.
@@ -326,11 +332,24 @@ func (m *Membership) Alive() []Member {
 	return m.filter(State.up)
 }
 
+// Routable returns the members grains may be placed on: Alive, or Suspect
+// unless its gossip port refuses connections (a process killed outright is
+// then out of the grain topology within the first failed probe, ≈0.3 s,
+// instead of after the suspicion timeout). A wrongly excluded member only
+// costs a re-activation elsewhere: activation epochs fence the old one.
+func (m *Membership) Routable() []Member {
+	return m.filterEntries(func(e *entry) bool { return e.State.up() && !e.refused })
+}
+
 func (m *Membership) filter(keep func(State) bool) []Member {
+	return m.filterEntries(func(e *entry) bool { return keep(e.State) })
+}
+
+func (m *Membership) filterEntries(keep func(*entry) bool) []Member {
 	m.mu.Lock()
 	out := make([]Member, 0, len(m.members))
 	for name, e := range m.members {
-		if !keep(e.State) {
+		if !keep(e) {
 			continue
 		}
 		mem := e.Member.clone()
@@ -649,6 +668,27 @@ func (m *Membership) onSuspect(member string) {
 		m.setStateLocked(e, Suspect, time.Now())
 		m.notifyLocked()
 		m.log.Info("member suspect", "member", member, "addr", e.Addr)
+		go m.checkRefused(member, e.Addr)
+	}
+}
+
+// checkRefused dials a suspect member's gossip port once: a refused
+// connection means its process is gone.
+func (m *Membership) checkRefused(member, addr string) {
+	c, err := net.DialTimeout("tcp", addr, m.cfg.ProbeTimeout+100*time.Millisecond)
+	if err == nil {
+		c.Close()
+		return
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e, ok := m.members[member]; ok && e.State == Suspect && e.Addr == addr && !e.refused {
+		e.refused = true
+		m.notifyLocked()
+		m.log.Info("suspect member refuses connections: no longer routable", "member", member, "addr", addr)
 	}
 }
 
@@ -667,5 +707,8 @@ func (m *Membership) setStateLocked(e *entry, s State, now time.Time) {
 	if e.State != s {
 		e.State = s
 		e.Since = now
+	}
+	if s != Suspect {
+		e.refused = false
 	}
 }
