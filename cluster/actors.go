@@ -123,6 +123,15 @@ func StartActors(cfg ActorsConfig, m Membership) (a *Actors, err error) {
 		system.Shutdown()
 		return nil, fmt.Errorf("start actor system on %s: %w", cfg.Bind, err)
 	}
+	// A broken connection to another node's actor system is the earliest
+	// sign that the node died: have the membership check it at once.
+	if h, ok := m.(interface{ CheckActorAddress(string) }); ok {
+		system.EventStream.Subscribe(func(ev any) {
+			if t, ok := ev.(*remote.EndpointTerminatedEvent); ok {
+				h.CheckActorAddress(t.Address)
+			}
+		})
+	}
 	return &Actors{System: system, Cluster: c, lookup: lookup, provider: provider, stopped: make(chan struct{})}, nil
 }
 

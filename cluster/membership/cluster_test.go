@@ -528,3 +528,39 @@ func TestKilledMemberIsUnroutableWhileStillSuspect(t *testing.T) {
 		t.Fatalf("routable after n3 died: %+v", n1.Routable())
 	}
 }
+
+// A broken connection to a member's actor system (CheckActorAddress) makes a
+// member whose process is gone unroutable at once, long before the failure
+// detector would even suspect it; a live member stays routable.
+func TestCheckActorAddressExcludesAGoneMemberAtOnce(t *testing.T) {
+	h := newHarness(t)
+	slowProbes := func(c *Config, _ *Meta) { c.ProbeInterval, c.ProbeTimeout = 10*time.Second, 5*time.Second }
+	withActor := func(port int) func(*Config, *Meta) {
+		return func(c *Config, m *Meta) { slowProbes(c, m); m.ActorHost, m.ActorPort = "127.0.0.1", port }
+	}
+	n1 := h.start("n1", nil, slowProbes)
+	n2 := h.start("n2", []string{n1.Addr()}, withActor(23001))
+	n3 := h.start("n3", []string{n1.Addr()}, withActor(23002))
+	eventually(t, 5*time.Second, func() string { return allAlive([]*Membership{n1, n2, n3}, "n1", "n2", "n3") })
+	routable := func(id string) bool {
+		return slices.ContainsFunc(n1.Routable(), func(x Member) bool { return x.NodeID == id })
+	}
+	n1.CheckActorAddress("127.0.0.1:23001") // n2 is alive: its gossip port accepts
+	if err := n3.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	n1.CheckActorAddress("127.0.0.1:23002")
+	eventually(t, 2*time.Second, func() string {
+		if routable("n3") {
+			return "n3 still routable"
+		}
+		return ""
+	})
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("n3 left the grain topology after %v", took)
+	}
+	if !routable("n2") {
+		t.Fatal("a live member was excluded")
+	}
+}

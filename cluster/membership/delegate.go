@@ -119,6 +119,9 @@ func (m *Membership) upsert(n *memberlist.Node, join bool) {
 		m.members[n.Name] = e
 	}
 	prev := e.Member
+	if join || meta.ActorSystemID != prev.ActorSystemID {
+		e.refused = false // (re)joined: it listens again
+	}
 	if meta.ActorSystemID != prev.ActorSystemID {
 		// A new life: our actor system does not block it, and whatever it
 		// said about us was said by its old actor system.

@@ -88,10 +88,11 @@ type entry struct {
 	declared bool
 	leaving  bool
 	claimant string
-	// refused: while suspect, the member's gossip port refused a TCP
-	// connection — its process is gone (a paused process still accepts), so
-	// it is no longer routable even before the failure detector declares it
-	// dead (see Routable).
+	// refused: the member's gossip port refused a TCP connection when it
+	// became suspect or when a connection to it broke — its process is gone
+	// (a paused process still accepts), so it is no longer routable even
+	// before the failure detector declares it dead (see Routable). Cleared
+	// when it answers a probe or gossips as alive.
 	refused bool
 }
 
@@ -668,27 +669,56 @@ func (m *Membership) onSuspect(member string) {
 		m.setStateLocked(e, Suspect, time.Now())
 		m.notifyLocked()
 		m.log.Info("member suspect", "member", member, "addr", e.Addr)
-		go m.checkRefused(member, e.Addr)
+		go m.checkRefused(member, e.Addr, 1)
 	}
 }
 
 // checkRefused dials a suspect member's gossip port once: a refused
 // connection means its process is gone.
-func (m *Membership) checkRefused(member, addr string) {
-	c, err := net.DialTimeout("tcp", addr, m.cfg.ProbeTimeout+100*time.Millisecond)
-	if err == nil {
-		c.Close()
-		return
-	}
-	if !errors.Is(err, syscall.ECONNREFUSED) {
-		return
+func (m *Membership) checkRefused(member, addr string, tries int) {
+	for i := 0; ; i++ {
+		c, err := net.DialTimeout("tcp", addr, m.cfg.ProbeTimeout+100*time.Millisecond)
+		if err == nil {
+			c.Close()
+			if i+1 >= tries {
+				return
+			}
+			// A process being killed closes its connections before its
+			// listeners: look again shortly.
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			return
+		}
+		break
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if e, ok := m.members[member]; ok && e.State == Suspect && e.Addr == addr && !e.refused {
+	if e, ok := m.members[member]; ok && e.State.up() && e.Addr == addr && !e.refused {
 		e.refused = true
 		m.notifyLocked()
-		m.log.Info("suspect member refuses connections: no longer routable", "member", member, "addr", addr)
+		m.log.Info("member refuses connections: no longer routable", "member", member, "addr", addr, "state", e.State)
+	}
+}
+
+// CheckActorAddress is a hint that the connection to the actor system at
+// addr (host:port) broke: the member it belongs to is checked at once, as a
+// suspect is (its gossip port is dialled; a refusal makes it unroutable).
+// A node killed outright thus leaves the grain topology within milliseconds
+// instead of after the failure detector's probes.
+func (m *Membership) CheckActorAddress(addr string) {
+	m.mu.Lock()
+	var member, gossip string
+	for name, e := range m.members {
+		if name != m.cfg.NodeID && e.State.up() && e.ActorHost != "" &&
+			net.JoinHostPort(e.ActorHost, strconv.Itoa(e.ActorPort)) == addr {
+			member, gossip = name, e.Addr
+		}
+	}
+	m.mu.Unlock()
+	if member != "" {
+		go m.checkRefused(member, gossip, 3)
 	}
 }
 
@@ -700,15 +730,18 @@ func (m *Membership) onAck(member string) {
 		m.setStateLocked(e, Alive, time.Now())
 		m.notifyLocked()
 		m.log.Info("member no longer suspect", "member", member, "how", "answered a probe")
+	} else if ok && e.refused {
+		e.refused = false
+		m.notifyLocked()
 	}
 }
 
 func (m *Membership) setStateLocked(e *entry, s State, now time.Time) {
 	if e.State != s {
+		if s == Alive || !s.up() {
+			e.refused = false // it answered, or it is out anyway
+		}
 		e.State = s
 		e.Since = now
-	}
-	if s != Suspect {
-		e.refused = false
 	}
 }

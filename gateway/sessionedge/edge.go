@@ -222,6 +222,14 @@ func (e *Edge) watch() {
 				return
 			}
 			reattach = true
+			// Let the grain topology (updated from the same membership
+			// change by the cluster provider) settle first, so that the
+			// re-attach goes to the new owner rather than to the dead one.
+			select {
+			case <-e.ctx.Done():
+				return
+			case <-time.After(topologySettle):
+			}
 		case <-tick.C:
 		}
 		e.mu.Lock()
@@ -268,6 +276,10 @@ func (e *Edge) reattachAll(all []*conn) {
 	}
 	wg.Wait()
 }
+
+// topologySettle is how long the edge waits after a membership change before
+// re-attaching its connections.
+const topologySettle = 25 * time.Millisecond
 
 // sweep asks the sessions of this node's connections to expire if they are
 // past their expiry or idle timeout.
