@@ -188,8 +188,9 @@ func Start(cfg Config) (n *Node, err error) {
 	n.mu.Lock()
 	n.actors = a
 	n.mu.Unlock()
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go func() { defer n.wg.Done(); n.watchDeclaredDead() }()
+	go func() { defer n.wg.Done(); n.watchLeaderGone() }()
 	return n, nil
 }
 
@@ -319,6 +320,68 @@ func (n *Node) watchDeclaredDead() {
 			case <-n.ctx.Done():
 			case <-time.After(time.Second):
 			}
+		}
+	}
+}
+
+// watchLeaderGone shortens the wait for a new Raft leader when the
+// membership knows the leader's process is gone (it left the routable set:
+// its gossip port refuses connections, or it was declared dead). Followers
+// otherwise start an election only after their heartbeat timeout, randomised
+// up to twice its value. The timeouts are lowered (to the leader lease, the
+// least Raft accepts) until a new leader is known or a few seconds passed,
+// then restored.
+func (n *Node) watchLeaderGone() {
+	ch, cancel := n.Members.Watch()
+	defer cancel()
+	r := n.Log.Raft()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case _, ok := <-ch:
+			if !ok {
+				return
+			}
+		}
+		_, leader := r.LeaderWithID()
+		if leader == "" || string(leader) == n.cfg.NodeID {
+			continue
+		}
+		if slices.ContainsFunc(n.Members.Routable(), func(m membership.Member) bool { return m.NodeID == string(leader) }) {
+			continue
+		}
+		orig := r.ReloadableConfig()
+		fast := orig
+		lease := n.Log.LeaderLeaseTimeout()
+		if lease <= 0 || lease >= orig.HeartbeatTimeout {
+			continue
+		}
+		fast.HeartbeatTimeout, fast.ElectionTimeout = lease, min(lease, orig.ElectionTimeout)
+		if err := r.ReloadConfig(fast); err != nil {
+			n.log.Warn("cannot shorten raft timeouts for a gone leader", "err", err)
+			continue
+		}
+		n.log.Info("raft leader's process is gone: campaigning sooner", "leader", leader, "heartbeat_timeout", fast.HeartbeatTimeout)
+		deadline := time.After(5 * time.Second)
+		tick := time.NewTicker(20 * time.Millisecond)
+	wait:
+		for {
+			select {
+			case <-n.ctx.Done():
+				tick.Stop()
+				return
+			case <-deadline:
+				break wait
+			case <-tick.C:
+				if _, now := r.LeaderWithID(); now != "" && now != leader {
+					break wait
+				}
+			}
+		}
+		tick.Stop()
+		if err := r.ReloadConfig(orig); err != nil {
+			n.log.Warn("cannot restore raft timeouts", "err", err)
 		}
 	}
 }

@@ -313,6 +313,10 @@ func (n *Node) leaderWait() <-chan struct{} {
 	return n.leaderChanged
 }
 
+// LeaderLeaseTimeout is the Raft leader lease of this node's configuration,
+// the shortest heartbeat timeout Raft accepts in a reload.
+func (n *Node) LeaderLeaseTimeout() time.Duration { return n.cfg.Raft.LeaderLeaseTimeout }
+
 // IsLeader reports whether this node is the Raft leader now.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 

@@ -203,6 +203,18 @@ func TestProcessSessionFailover(t *testing.T) {
 			t.Fatal(err)
 		}
 		progressed(fmt.Sprintf("traffic after killing %s (%s)", tc.Nodes[i].ID, what), before)
+		if leader == i {
+			// The survivors knew the leader's process was gone and did not
+			// wait out their heartbeat timeout.
+			waitFor(t, 10*time.Second, "a survivor to campaign early for the dead leader", func() bool {
+				for j, nd := range tc.Nodes {
+					if j != i && strings.Contains(nd.Proc.LogTail(1<<20), "raft leader's process is gone: campaigning sooner") {
+						return true
+					}
+				}
+				return false
+			})
+		}
 		t.Logf("killed %s (%s): both directions flowing again after %v", tc.Nodes[i].ID, what, time.Since(t0).Round(time.Millisecond))
 		if err := tc.Restart(ctx, i); err != nil {
 			t.Fatal(err)
