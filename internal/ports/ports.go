@@ -6,14 +6,24 @@
 // which any outgoing connection of any process may take between the moment it
 // is picked and the moment a node binds it — with many test processes
 // running at once that happened. Ports here are picked at random, checked free
-// for TCP and UDP on 127.0.0.1, and never handed out twice by one process.
+// for TCP and UDP on 127.0.0.1, and never handed out twice: not by one
+// process (a map) and not by two processes at once (a claim file per port in
+// the temporary directory, naming the claiming process; a claim by a process
+// that no longer exists is taken over).
 package ports
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 )
 
 // Range of the ports handed out: [Low, High).
@@ -38,7 +48,7 @@ func Free(n int) ([]int, error) {
 			return nil, fmt.Errorf("ports: no free port found in %d-%d after %d tries", Low, High-1, tries)
 		}
 		p := Low + rand.IntN(High-Low)
-		if handedOut[p] || !free(p) {
+		if handedOut[p] || !free(p) || !claim(p) {
 			continue
 		}
 		handedOut[p] = true
@@ -69,4 +79,44 @@ func free(p int) bool {
 	}
 	pc.Close()
 	return true
+}
+
+// claimDir holds one file per port handed out by some process: its PID.
+var claimDir = filepath.Join(os.TempDir(), "switchboard-ports")
+
+// claim records that this process hands out port p; false when a live
+// process claimed it already.
+func claim(p int) bool {
+	if err := os.MkdirAll(claimDir, 0o777); err != nil {
+		return true // no claims possible: rely on the bind check alone
+	}
+	path := filepath.Join(claimDir, strconv.Itoa(p))
+	for attempt := 0; attempt < 2; attempt++ {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
+		if err == nil {
+			_, _ = f.WriteString(strconv.Itoa(os.Getpid()))
+			_ = f.Close()
+			return true
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return true
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return false
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err == nil && pid != os.Getpid() && alive(pid) {
+			return false
+		}
+		// A claim of ours from an earlier pick, or of a process that is
+		// gone: take it over.
+		_ = os.Remove(path)
+	}
+	return false
+}
+
+func alive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }

@@ -2,6 +2,8 @@ package ports
 
 import (
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 )
@@ -40,5 +42,28 @@ func TestFreeHandsOutDistinctBindablePortsBelowTheEphemeralRange(t *testing.T) {
 	mu.Unlock()
 	if free(busy) {
 		t.Fatalf("port %d in use reported free", busy)
+	}
+}
+
+func TestClaimsKeepTwoProcessesApart(t *testing.T) {
+	old := claimDir
+	claimDir = t.TempDir()
+	defer func() { claimDir = old }()
+	if !claim(25000) {
+		t.Fatal("first claim refused")
+	}
+	// Another live process's claim (our parent's PID stands in for it).
+	if err := os.WriteFile(filepath.Join(claimDir, "25001"), []byte(strconv.Itoa(os.Getppid())), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if claim(25001) {
+		t.Fatal("a port claimed by a live process was handed out")
+	}
+	// A claim by a process that is gone is taken over.
+	if err := os.WriteFile(filepath.Join(claimDir, "25002"), []byte("999999999"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if !claim(25002) {
+		t.Fatal("a dead process's claim was not taken over")
 	}
 }
