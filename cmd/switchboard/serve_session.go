@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	pcluster "github.com/asynkron/protoactor-go/cluster"
@@ -64,6 +65,15 @@ func (a edgeNode) ReadStream(ctx context.Context, stream string, from uint64, ma
 	return a.n.Log.ReadStream(ctx, stream, from, max, consistent)
 }
 func (a edgeNode) Watch() (<-chan struct{}, func()) { return a.n.Members.Watch() }
+func (a edgeNode) Topology() string {
+	var b strings.Builder
+	for _, m := range a.n.Members.Routable() {
+		if m.ActorSystemID != "" {
+			b.WriteString(m.NodeID + "/" + m.ActorSystemID + ",")
+		}
+	}
+	return b.String()
+}
 
 // sessionTLS is the TLS configuration clients see: Mozilla's "intermediate"
 // profile (TLS 1.2+, AEAD suites) with the configured certificate or the

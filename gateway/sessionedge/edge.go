@@ -59,6 +59,9 @@ type Node interface {
 	ReadStream(ctx context.Context, stream string, from uint64, max int, consistent bool) ([]events.RecordedEvent, error)
 	// Watch signals membership changes (cluster/membership.Watch).
 	Watch() (<-chan struct{}, func())
+	// Topology identifies the current grain topology (the routable members
+	// and their actor systems): it changes exactly when grains may move.
+	Topology() string
 }
 
 // Edge serves the session protocol on one node.
@@ -212,6 +215,7 @@ func (e *Edge) watch() {
 	defer cancel()
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
+	topology := e.node.Topology()
 	for {
 		reattach := false
 		select {
@@ -221,7 +225,15 @@ func (e *Edge) watch() {
 			if !ok {
 				return
 			}
-			reattach = true
+			// Most membership signals (suspicions refuted, metadata) move
+			// no grain: act only when the grain topology changed.
+			if t := e.node.Topology(); t != topology {
+				topology = t
+				reattach = true
+			}
+			if !reattach {
+				continue
+			}
 			// Let the grain topology (updated from the same membership
 			// change by the cluster provider) settle first, so that the
 			// re-attach goes to the new owner rather than to the dead one.
