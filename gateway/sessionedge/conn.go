@@ -800,6 +800,7 @@ func (c *conn) confirm(inflight <-chan inflightFrames) {
 				}
 			}
 		}
+		why := "left_out"
 		if !ok {
 			if c.ctx.Err() != nil {
 				return
@@ -807,11 +808,16 @@ func (c *conn) confirm(inflight <-chan inflightFrames) {
 			// The commands sent after this one went the same way: redo them
 			// frame by frame too rather than wait for each reply to time out.
 			broken = true
+			why = "failed"
+			if in.fut == nil {
+				why = "no_activation"
+			}
 		}
 		for _, f := range in.frames {
 			if ok && f.CSeq <= accepted {
 				continue
 			}
+			c.e.m.redone.WithLabelValues(why).Inc()
 			if !c.sendOne(f) {
 				return
 			}

@@ -20,6 +20,7 @@ type metrics struct {
 	duplicates       prometheus.Counter
 	pushDrops        prometheus.Counter
 	streamDrops      prometheus.Counter
+	redone           *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -46,11 +47,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Pushes dropped because a connection's queue was full (durable ones are re-read from the log)."}),
 		streamDrops: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_session_stream_drops_total",
 			Help: "Stream frames dropped because the client was too slow."}),
+		redone: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_session_frames_redone_total",
+			Help: "Durable frames sent again on their own after their pipelined command failed, by why (no_activation, failed, left_out)."}, []string{"why"}),
 	}
 	if reg != nil {
 		var errs []error
 		for _, c := range []prometheus.Collector{m.connections, m.handshakes, m.handshakeSeconds, m.refused, m.frames, m.errors,
-			m.resumes, m.catchUps, m.duplicates, m.pushDrops, m.streamDrops} {
+			m.resumes, m.catchUps, m.duplicates, m.pushDrops, m.streamDrops, m.redone} {
 			errs = append(errs, reg.Register(c))
 		}
 		if err := errors.Join(errs...); err != nil {
