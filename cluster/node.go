@@ -404,6 +404,11 @@ func (n *Node) Ready() error {
 	if _, id := r.LeaderWithID(); id == "" {
 		return errors.New("no raft leader")
 	}
+	if r.State() == raft.Leader && !n.Log.LeaderCaughtUp() {
+		// Its commit index is not known before an entry of its term is
+		// applied; until then "applied >= commit" proves nothing.
+		return errors.New("log catching up: the new leader is applying its log")
+	}
 	if applied, commit := n.Log.FSM().AppliedIndex(), r.CommitIndex(); applied < commit {
 		return fmt.Errorf("log catching up: applied %d of %d", applied, commit)
 	}

@@ -317,6 +317,14 @@ func (n *Node) leaderWait() <-chan struct{} {
 // the shortest heartbeat timeout Raft accepts in a reload.
 func (n *Node) LeaderLeaseTimeout() time.Duration { return n.cfg.Raft.LeaderLeaseTimeout }
 
+// LeaderCaughtUp reports, on the leader, whether it has applied an entry of
+// its own term (the barrier every new leader appends): only then is its
+// commit index known and everything before it applied. A new leader
+// replaying a long log answers false until it is done.
+func (n *Node) LeaderCaughtUp() bool {
+	return n.raft.State() == raft.Leader && n.barrierTerm.Load() == n.raft.CurrentTerm()
+}
+
 // IsLeader reports whether this node is the Raft leader now.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 
