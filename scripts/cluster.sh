@@ -9,6 +9,13 @@ mkdir -p "$dir/tls"
 [ -f "$dir/tls/switchboard-ca.pem" ] || "$bin" tls ca create --dir "$dir/tls" >/dev/null
 [ -f "$dir/gossip.key" ] || (umask 077; "$bin" gossip-key >"$dir/gossip.key")
 key=$(cat "$dir/gossip.key")
+# One host token for the whole cluster (a host may open a session through any
+# node); the nodes are given only its hash.
+if [ ! -f "$dir/host-token" ]; then
+  (umask 077; head -c 24 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' | sed 's/^/sbh_/' >"$dir/host-token")
+fi
+token=$(cat "$dir/host-token")
+token_hash=$(printf '%s' "$token" | sha256sum | cut -d' ' -f1)
 pids=()
 stop() {
   trap - INT TERM
@@ -27,9 +34,11 @@ for i in 1 2 3; do
     --raft-bind 127.0.0.1:$base --api-bind 127.0.0.1:$((base + 1)) --http-bind 127.0.0.1:$((base + 2)) \
     --gossip-bind 127.0.0.1:$((base + 3)) --actor-bind 127.0.0.1:$((base + 4)) --session-bind 127.0.0.1:$((base + 5)) \
     --join "$(IFS=,; echo "${join[*]}")" --bootstrap-expect 3 --gossip-key "$key" \
+    --session-host-tokens "supporter:sha256:$token_hash" \
     --tls-ca-file "$dir/tls/switchboard-ca.pem" --tls-cert-file "$dir/tls/$n.pem" --tls-key-file "$dir/tls/$n-key.pem" \
     > >(sed "s/^/[$n] /") 2> >(sed "s/^/[$n] /" >&2) &
   pids+=($!)
 done
 echo "three nodes starting; readiness: curl http://127.0.0.1:7402/readyz (and :7412, :7422). Ctrl-C stops them."
+echo "sessions: wss://127.0.0.1:7405/v1/session (and :7415, :7425); CA: $dir/tls/switchboard-ca.pem; host token (all nodes): $token"
 wait "${pids[@]}"
