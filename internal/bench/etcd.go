@@ -21,6 +21,32 @@ import (
 // EtcdPackage is the Debian package that provides the etcd server.
 const EtcdPackage = "etcd-server"
 
+// aptInstall installs a Debian package with apt-get (running `apt-get
+// update` and retrying once if the first attempt fails), with apt's output on
+// out; flag names the option that avoids the install.
+func aptInstall(ctx context.Context, pkg, flag string, log *slog.Logger, out io.Writer) error {
+	install := func() error {
+		cmd := exec.CommandContext(ctx, "apt-get", "install", "-y", pkg)
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		cmd.Stdout, cmd.Stderr = out, out
+		return cmd.Run()
+	}
+	err := install()
+	if err != nil && ctx.Err() == nil {
+		log.Warn("apt-get install failed; updating the package lists and retrying once", "err", err)
+		upd := exec.CommandContext(ctx, "apt-get", "update")
+		upd.Stdout, upd.Stderr = out, out
+		if uerr := upd.Run(); uerr != nil {
+			return fmt.Errorf("install Debian package %s: apt-get update: %w (first attempt: %w)", pkg, uerr, err)
+		}
+		err = install()
+	}
+	if err != nil {
+		return fmt.Errorf("install Debian package %s with apt-get (run `apt-get install -y %s` as root, or pass %s): %w", pkg, pkg, flag, err)
+	}
+	return nil
+}
+
 // EnsureEtcd returns the path of the etcd server binary: binary itself if it
 // is a path or found on PATH, otherwise it runs `apt-get install -y
 // etcd-server` (saying so on log, with apt's output on out) and looks again.
@@ -32,24 +58,8 @@ func EnsureEtcd(ctx context.Context, binary string, log *slog.Logger, out io.Wri
 		return "", fmt.Errorf("etcd: %s not found or not executable (--etcd-binary)", binary)
 	}
 	log.Info("etcd not on PATH: installing the Debian package with apt-get", "package", EtcdPackage, "command", "apt-get install -y "+EtcdPackage)
-	install := func() error {
-		cmd := exec.CommandContext(ctx, "apt-get", "install", "-y", EtcdPackage)
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		cmd.Stdout, cmd.Stderr = out, out
-		return cmd.Run()
-	}
-	err := install()
-	if err != nil && ctx.Err() == nil {
-		log.Warn("apt-get install failed; updating the package lists and retrying once", "err", err)
-		upd := exec.CommandContext(ctx, "apt-get", "update")
-		upd.Stdout, upd.Stderr = out, out
-		if uerr := upd.Run(); uerr != nil {
-			return "", fmt.Errorf("etcd: install Debian package %s: apt-get update: %w (first attempt: %w)", EtcdPackage, uerr, err)
-		}
-		err = install()
-	}
-	if err != nil {
-		return "", fmt.Errorf("etcd: install Debian package %s with apt-get (run `apt-get install -y %s` as root, or pass --etcd-binary): %w", EtcdPackage, EtcdPackage, err)
+	if err := aptInstall(ctx, EtcdPackage, "--etcd-binary", log, out); err != nil {
+		return "", fmt.Errorf("etcd: %w", err)
 	}
 	p, err := exec.LookPath(binary)
 	if err != nil {

@@ -46,24 +46,8 @@ func EnsureNginx(ctx context.Context, binary string, log *slog.Logger, out io.Wr
 		return "", fmt.Errorf("nginx: %s not found or not executable (--nginx-binary)", binary)
 	}
 	log.Info("nginx not found: installing the Debian package with apt-get", "package", NginxPackage, "command", "apt-get install -y "+NginxPackage)
-	install := func() error {
-		cmd := exec.CommandContext(ctx, "apt-get", "install", "-y", NginxPackage)
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		cmd.Stdout, cmd.Stderr = out, out
-		return cmd.Run()
-	}
-	err := install()
-	if err != nil && ctx.Err() == nil {
-		log.Warn("apt-get install failed; updating the package lists and retrying once", "err", err)
-		upd := exec.CommandContext(ctx, "apt-get", "update")
-		upd.Stdout, upd.Stderr = out, out
-		if uerr := upd.Run(); uerr != nil {
-			return "", fmt.Errorf("nginx: install Debian package %s: apt-get update: %w (first attempt: %w)", NginxPackage, uerr, err)
-		}
-		err = install()
-	}
-	if err != nil {
-		return "", fmt.Errorf("nginx: install Debian package %s with apt-get (run `apt-get install -y %s` as root, or pass --nginx-binary): %w", NginxPackage, NginxPackage, err)
+	if err := aptInstall(ctx, NginxPackage, "--nginx-binary", log, out); err != nil {
+		return "", fmt.Errorf("nginx: %w", err)
 	}
 	p, ok := lookNginx(binary)
 	if !ok {
