@@ -621,7 +621,7 @@ func (c *conn) reader() {
 				continue
 			}
 			if f.Kind == sessionwire.KindStream {
-				c.e.m.frames.WithLabelValues("in", "stream").Inc()
+				c.e.m.inStream.Inc()
 				if now.Sub(lastTouch) >= session.TouchEvery {
 					// Stream frames are not written; this keeps a session
 					// used only for screen sharing from ending as idle.
@@ -822,7 +822,7 @@ func (c *conn) confirm(inflight <-chan inflightFrames) {
 				return
 			}
 		}
-		c.e.m.frames.WithLabelValues("in", "durable").Add(float64(len(in.frames)))
+		c.e.m.inDurable.Add(float64(len(in.frames)))
 	}
 }
 

@@ -86,7 +86,7 @@ func (c *conn) deliverer(start uint64) {
 			}
 			select {
 			case c.out <- outMsg{binary: true, data: b}:
-				c.e.m.frames.WithLabelValues("out", "stream").Inc()
+				c.e.m.outStream.Inc()
 			default:
 				// The client is slower than the stream: drop, and say so.
 				c.e.m.streamDrops.Inc()
@@ -124,7 +124,7 @@ func (c *conn) deliver(seq uint64, from string, payload []byte, n *sessionpb.Not
 		return false
 	}
 	if n == nil {
-		c.e.m.frames.WithLabelValues("out", "durable").Inc()
+		c.e.m.outDurable.Inc()
 	}
 	return true
 }
