@@ -5,6 +5,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -13,8 +14,66 @@ import (
 // How this node learns that the cluster declared it dead: see the package
 // documentation (# DeclaredDead) for the design and its reasons.
 
-// noticeMagic starts every user message this package sends.
-const noticeMagic byte = 0xd1
+// noticeMagic starts a dead notice, leavingMagic a leaving notice: the user
+// messages this package sends.
+const (
+	noticeMagic  byte = 0xd1
+	leavingMagic byte = 0xd2
+)
+
+// wireLeaving tells the others, over TCP, that a member is leaving: the leave
+// flag in its gossiped metadata can be lost (UDP), and without it the others
+// take the departure for a death.
+type wireLeaving struct {
+	From string `json:"f"`
+}
+
+// tellLeaving sends a leaving notice to every other live member, all at once,
+// within timeout.
+func (m *Membership) tellLeaving(timeout time.Duration) {
+	body, _ := json.Marshal(wireLeaving{From: m.cfg.NodeID})
+	msg := append([]byte{leavingMagic}, body...)
+	var wg sync.WaitGroup
+	for _, mem := range m.Alive() {
+		if mem.NodeID == m.cfg.NodeID {
+			continue
+		}
+		host, portStr, err := net.SplitHostPort(mem.Addr)
+		port, _ := strconv.Atoi(portStr)
+		ip := net.ParseIP(host)
+		if err != nil || ip == nil {
+			continue
+		}
+		node := &memberlist.Node{Name: mem.NodeID, Addr: ip, Port: uint16(port)}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := m.ml.SendReliable(node, msg); err != nil {
+				m.log.Debug("could not send leaving notice", "member", node.Name, "err", err)
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+	}
+}
+
+func (m *Membership) onLeavingMsg(b []byte) {
+	var w wireLeaving
+	if err := json.Unmarshal(b, &w); err != nil {
+		m.log.Warn("undecodable leaving notice", "err", err)
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e, ok := m.members[w.From]; ok && w.From != m.cfg.NodeID && !e.leaving {
+		e.leaving = true
+		m.log.Info("member leaving", "member", w.From, "how", "leaving notice")
+	}
+}
 
 // notice asks the sender goroutine to tell member `to` (at addr) that this
 // node declared its life asid dead.
@@ -231,6 +290,10 @@ func (m *Membership) sendNotices() {
 
 // onNotifyMsg handles a user message (memberlist's Delegate.NotifyMsg).
 func (m *Membership) onNotifyMsg(b []byte) {
+	if len(b) >= 2 && b[0] == leavingMagic {
+		m.onLeavingMsg(b[1:])
+		return
+	}
 	if len(b) < 2 || b[0] != noticeMagic {
 		m.log.Debug("ignoring unknown user message", "bytes", len(b))
 		return

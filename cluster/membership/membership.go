@@ -484,9 +484,11 @@ func (m *Membership) Leave(timeout time.Duration) error {
 	// First gossip the leave flag in our meta and wait for it to go out, so
 	// that the others map the death notice that follows to Left (memberlist
 	// v0.7.0 does not tell them). If it times out, they may see Dead.
-	if err := m.ml.UpdateNode(max(time.Until(deadline)/2, time.Millisecond)); err != nil {
+	if err := m.ml.UpdateNode(max(time.Until(deadline)/3, time.Millisecond)); err != nil {
 		m.log.Warn("leave flag not broadcast in time; some members may see this node as dead rather than left", "err", err)
 	}
+	// Gossip is UDP: tell everyone over TCP as well.
+	m.tellLeaving(max(time.Until(deadline)/2, time.Millisecond))
 	if err := m.ml.Leave(max(time.Until(deadline), time.Millisecond)); err != nil {
 		return fmt.Errorf("membership: leave: %w (the others will see this node as dead, not left)", err)
 	}
