@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 )
@@ -46,4 +47,52 @@ func startDriver(ctx context.Context, parseErr error, stderr io.Writer) (_ conte
 	}
 	ctx, stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	return ctx, stop, slog.New(slog.NewTextHandler(stderr, nil)), nil
+}
+
+// checkBinary refuses a --binary that is not an executable file.
+func checkBinary(what, path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("%s: --binary: %w", what, err)
+	}
+	if st.IsDir() || st.Mode()&0o111 == 0 {
+		return fmt.Errorf("%s: --binary: %s is not an executable file", what, path)
+	}
+	return nil
+}
+
+// runDir returns the directory of a run: a new temporary one, or keep (which
+// must not hold any of the subdirectories a previous run leaves, listed in
+// previous). cleanup, called with the run's error, removes a temporary
+// directory after a successful run and keeps it (saying so) otherwise.
+func runDir(keep, what string, previous []string, log *slog.Logger) (dir string, cleanup func(error), err error) {
+	if keep == "" {
+		if dir, err = os.MkdirTemp("", "switchboard-bench-"); err != nil {
+			return "", nil, fmt.Errorf("%s: data directory: %w", what, err)
+		}
+	} else {
+		if dir, err = filepath.Abs(keep); err != nil {
+			return "", nil, fmt.Errorf("%s: --keep %s: %w", what, keep, err)
+		}
+		for _, sub := range previous {
+			if _, err := os.Stat(filepath.Join(dir, sub)); err == nil {
+				return "", nil, fmt.Errorf("%s: --keep %s: %s already exists (a previous run?); give an empty or new directory", what, keep, filepath.Join(dir, sub))
+			}
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return "", nil, fmt.Errorf("%s: --keep %s: %w", what, keep, err)
+		}
+	}
+	return dir, func(err error) {
+		switch {
+		case keep != "":
+			log.Info("data and logs kept", "dir", dir)
+		case err != nil && !errors.Is(err, context.Canceled):
+			log.Warn("run failed: data and logs kept for inspection", "dir", dir)
+		default:
+			if rerr := os.RemoveAll(dir); rerr != nil {
+				log.Warn("remove data directory", "dir", dir, "err", rerr)
+			}
+		}
+	}, nil
 }

@@ -245,7 +245,7 @@ func runFailover(ctx context.Context, args []string, stdout, stderr io.Writer) (
 		return err
 	}
 	defer stopSignals()
-	dir, cleanup, err := sessionBenchDir(cfg.keep, "bench failover", log)
+	dir, cleanup, err := runDir(cfg.keep, "bench failover", []string{"cluster"}, log)
 	if err != nil {
 		return err
 	}

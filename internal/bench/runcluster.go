@@ -166,27 +166,14 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 			return fmt.Errorf("bench cluster: --binary: %w", err)
 		}
 	}
-	if st, serr := os.Stat(cfg.binary); serr != nil {
-		return fmt.Errorf("bench cluster: --binary: %w", serr)
-	} else if st.IsDir() || st.Mode()&0o111 == 0 {
-		return fmt.Errorf("bench cluster: --binary: %s is not an executable file", cfg.binary)
+	if err := checkBinary("bench cluster", cfg.binary); err != nil {
+		return err
 	}
-	dir, err := clusterBenchDir(cfg.keep)
+	dir, cleanup, err := runDir(cfg.keep, "bench cluster", []string{"main"}, log)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		switch {
-		case cfg.keep != "":
-			log.Info("data and logs kept", "dir", dir)
-		case err != nil && !errors.Is(err, context.Canceled):
-			log.Warn("run failed: data and logs kept for inspection", "dir", dir)
-		default:
-			if rerr := os.RemoveAll(dir); rerr != nil {
-				log.Warn("remove data directory", "dir", dir, "err", rerr)
-			}
-		}
-	}()
+	defer func() { cleanup(err) }()
 	log.Info("bench cluster", "binary", cfg.binary, "dir", dir, "cpus", runtime.NumCPU(), "ready_rounds", cfg.readyRounds,
 		"replay_events", cfg.replayEvents, "sizes", fmt.Sprint(cfg.sizes), "samples", fmt.Sprint(cfg.samples), "node_args", strings.Join(cfg.nodeArgs, " "))
 
@@ -299,27 +286,6 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 	summary = append(summary, actParts...)
 	fmt.Fprintln(stdout, strings.Join(summary, " "))
 	return nil
-}
-
-func clusterBenchDir(keep string) (string, error) {
-	if keep == "" {
-		d, err := os.MkdirTemp("", "switchboard-bench-cluster-")
-		if err != nil {
-			return "", fmt.Errorf("bench cluster: data directory: %w", err)
-		}
-		return d, nil
-	}
-	abs, err := filepath.Abs(keep)
-	if err != nil {
-		return "", fmt.Errorf("bench cluster: --keep %s: %w", keep, err)
-	}
-	if _, err := os.Stat(filepath.Join(abs, "main")); err == nil {
-		return "", fmt.Errorf("bench cluster: --keep %s: %s already exists (a previous run?); give an empty or new directory", keep, filepath.Join(abs, "main"))
-	}
-	if err := os.MkdirAll(abs, 0o755); err != nil {
-		return "", fmt.Errorf("bench cluster: --keep: %w", err)
-	}
-	return abs, nil
 }
 
 // prepareSingleNode sets up (does not start) a one-node cluster in dir: its

@@ -42,27 +42,14 @@ func runLog(ctx context.Context, args []string, stdout, stderr io.Writer) (err e
 	}
 	defer stopSignals()
 
-	if st, serr := os.Stat(cfg.binary); serr != nil {
-		return fmt.Errorf("bench-log: --binary: %w", serr)
-	} else if st.IsDir() || st.Mode()&0o111 == 0 {
-		return fmt.Errorf("bench-log: --binary: %s is not an executable file", cfg.binary)
+	if err := checkBinary("bench-log", cfg.binary); err != nil {
+		return err
 	}
-	dir, err := benchDir(cfg.keep)
+	dir, cleanup, err := runDir(cfg.keep, "bench-log", []string{"log", "etcd"}, log)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		switch {
-		case cfg.keep != "":
-			log.Info("data and logs kept", "dir", dir)
-		case err != nil && !errors.Is(err, context.Canceled):
-			log.Warn("run failed: data and logs kept for inspection", "dir", dir)
-		default:
-			if rerr := os.RemoveAll(dir); rerr != nil {
-				log.Warn("remove data directory", "dir", dir, "err", rerr)
-			}
-		}
-	}()
+	defer func() { cleanup(err) }()
 
 	etcdPath := ""
 	if cfg.peer == PeerEtcd {
@@ -152,31 +139,6 @@ func streamsText(n int) string {
 		return "one per client"
 	}
 	return fmt.Sprint(n)
-}
-
-// benchDir returns the directory for data and logs: keep (which must not
-// hold a previous run) or a new temporary directory.
-func benchDir(keep string) (string, error) {
-	if keep == "" {
-		d, err := os.MkdirTemp("", "switchboard-bench-")
-		if err != nil {
-			return "", fmt.Errorf("bench-log: data directory: %w", err)
-		}
-		return d, nil
-	}
-	abs, err := filepath.Abs(keep)
-	if err != nil {
-		return "", fmt.Errorf("bench-log: --keep %s: %w", keep, err)
-	}
-	for _, sub := range []string{"log", "etcd"} {
-		if _, err := os.Stat(filepath.Join(abs, sub)); err == nil {
-			return "", fmt.Errorf("bench-log: --keep %s: %s already exists (a previous run?); give an empty or new directory", keep, filepath.Join(abs, sub))
-		}
-	}
-	if err := os.MkdirAll(abs, 0o755); err != nil {
-		return "", fmt.Errorf("bench-log: --keep %s: %w", keep, err)
-	}
-	return abs, nil
 }
 
 // startLogSystem starts the log cluster and returns the function that runs

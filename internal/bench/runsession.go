@@ -184,7 +184,7 @@ func runSession(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 		return serveEcho(ctx, cfg.echoBackend, log)
 	}
 
-	dir, cleanup, err := sessionBenchDir(cfg.keep, "bench session", log)
+	dir, cleanup, err := runDir(cfg.keep, "bench session", []string{"cluster"}, log)
 	if err != nil {
 		return err
 	}
@@ -283,43 +283,6 @@ func runSession(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 		return fmt.Errorf("bench session: %w", errors.Join(failures...))
 	}
 	return nil
-}
-
-// sessionBenchDir returns the directory for data and logs and the function
-// that removes it at the end (kept with --keep or after a failure).
-func sessionBenchDir(keep, what string, log *slog.Logger) (string, func(error), error) {
-	var dir string
-	if keep == "" {
-		d, err := os.MkdirTemp("", "switchboard-bench-")
-		if err != nil {
-			return "", nil, fmt.Errorf("%s: data directory: %w", what, err)
-		}
-		dir = d
-	} else {
-		abs, err := filepath.Abs(keep)
-		if err != nil {
-			return "", nil, fmt.Errorf("%s: --keep %s: %w", what, keep, err)
-		}
-		if _, err := os.Stat(filepath.Join(abs, "cluster")); err == nil {
-			return "", nil, fmt.Errorf("%s: --keep %s: it holds a previous run (cluster/); give an empty or new directory", what, keep)
-		}
-		if err := os.MkdirAll(abs, 0o755); err != nil {
-			return "", nil, fmt.Errorf("%s: --keep %s: %w", what, keep, err)
-		}
-		dir = abs
-	}
-	return dir, func(err error) {
-		switch {
-		case keep != "":
-			log.Info("data and logs kept", "dir", dir)
-		case err != nil && !errors.Is(err, context.Canceled):
-			log.Warn("run failed: data and logs kept for inspection", "dir", dir)
-		default:
-			if rerr := os.RemoveAll(dir); rerr != nil {
-				log.Warn("remove data directory", "dir", dir, "err", rerr)
-			}
-		}
-	}, nil
 }
 
 // sessionCluster is a LogCluster whose nodes serve sessions to this
