@@ -316,15 +316,9 @@ func (s *Session) Send(ctx context.Context, payload []byte) error {
 		if len(s.pending) < s.cfg.Window {
 			break
 		}
-		ch := s.confSig.wait()
-		s.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			s.mu.Lock()
-			return ctx.Err()
-		case <-ch:
+		if err := s.waitConfirmedLocked(ctx); err != nil {
+			return err
 		}
-		s.mu.Lock()
 	}
 	s.pending = append(s.pending, outFrame{cseq: s.nextCSeq, payload: append([]byte(nil), payload...)})
 	s.nextCSeq++
@@ -343,15 +337,23 @@ func (s *Session) Flush(ctx context.Context) error {
 		if s.terminal != nil {
 			return fmt.Errorf("%d durable frames unconfirmed: %w", len(s.pending), s.terminal)
 		}
-		ch := s.confSig.wait()
-		s.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			s.mu.Lock()
-			return ctx.Err()
-		case <-ch:
+		if err := s.waitConfirmedLocked(ctx); err != nil {
+			return err
 		}
-		s.mu.Lock()
+	}
+}
+
+// waitConfirmedLocked waits (releasing s.mu meanwhile) until the server
+// confirms more frames or ctx ends.
+func (s *Session) waitConfirmedLocked(ctx context.Context) error {
+	ch := s.confSig.wait()
+	s.mu.Unlock()
+	defer s.mu.Lock()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-ch:
+		return nil
 	}
 }
 
