@@ -1,8 +1,7 @@
 // Package sessiontest drives the session core in memory the way the entity
-// shell does (Decide with the version before the command, append, Evolve,
-// then Effects and Reply with the version after it; OnActivate after a
-// replay), and checks the core's promises as it goes. Tests of the core and of
-// the session edge use it instead of a cluster.
+// shell does (see actors/entity/entitytest, which also checks the core's
+// promises as it goes) and collects what it pushes to participants. Tests of
+// the core use it instead of a cluster.
 package sessiontest
 
 import (
@@ -16,26 +15,16 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/switchboard-io/switchboard/actors/entity"
+	"github.com/switchboard-io/switchboard/actors/entity/entitytest"
 	"github.com/switchboard-io/switchboard/actors/session"
 	"github.com/switchboard-io/switchboard/actors/session/sessionpb"
 )
 
-// Driver is one session grain in memory. Every Do and Reactivate checks, and
-// reports through TB (when set) as test failures, that:
-//
-//   - Decide, Reply and Effects left the state they were given unchanged;
-//   - the state's Version equals the stream version the driver counts;
-//   - every event survives encoding as the log stores it;
-//   - a replay of the stream (Reactivate) rebuilds exactly the same state.
+// Driver is one session grain in memory: an entitytest.Driver (which checks
+// purity, versions, encoding and replay on every Do and Reactivate) that also
+// collects the pushes.
 type Driver struct {
-	TB    testing.TB // nil: no checks reported
-	Spec  entity.Spec[session.State]
-	ID    string
-	Epoch uint64
-	Now   time.Time
-	State session.State
-	// Log holds the stream: Log[i] has version i+1.
-	Log []proto.Message
+	*entitytest.Driver[session.State]
 	// Delivered collects, per receiving participant, every Deliver pushed
 	// to it (by Do or Reactivate), in order.
 	Delivered map[string][]*sessionpb.Deliver
@@ -43,94 +32,11 @@ type Driver struct {
 
 // New returns a driver for session code with an empty stream, at now.
 func New(tb testing.TB, code string, now time.Time) *Driver {
-	s := session.Spec()
-	return &Driver{TB: tb, Spec: s, ID: code, Epoch: 1, Now: now, State: s.Initial(code), Delivered: map[string][]*sessionpb.Deliver{}}
-}
-
-// Version is the stream's version.
-func (d *Driver) Version() uint64 { return uint64(len(d.Log)) }
-
-// Advance moves the clock.
-func (d *Driver) Advance(dt time.Duration) { d.Now = d.Now.Add(dt) }
-
-func (d *Driver) errorf(format string, args ...any) {
-	if d.TB != nil {
-		d.TB.Helper()
-		d.TB.Errorf(format, args...)
-	}
-}
-
-// Do handles one command as the shell does. On a rejection nothing is
-// written and err is what Decide returned.
-func (d *Driver) Do(cmd proto.Message) (reply proto.Message, effects []entity.Effect, err error) {
-	if d.TB != nil {
-		d.TB.Helper()
-	}
-	env := entity.Env{ID: d.ID, Version: d.Version(), Epoch: d.Epoch, Now: d.Now}
-	prior := d.State
-	before := Snapshot(d.State)
-	evs, err := d.Spec.Decide(d.State, cmd, env)
-	if !Equal(before, d.State) {
-		d.errorf("Decide(%T) modified the state it was given", cmd)
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	for _, ev := range evs {
-		if _, err := entity.EncodeEvent(ev); err != nil {
-			d.errorf("event %T cannot be stored: %v", ev, err)
-		}
-		old := d.State
-		snap := Snapshot(old)
-		d.State = d.Spec.Evolve(old, ev)
-		if !Equal(snap, old) {
-			d.errorf("Evolve(%T) modified its input state", ev)
-		}
-		d.Log = append(d.Log, ev)
-	}
-	if d.State.Version != d.Version() {
-		d.errorf("state.Version %d, stream version %d", d.State.Version, d.Version())
-	}
-	env.Version, env.Appended = d.Version(), len(evs)
-	after := Snapshot(d.State)
-	effects = d.Spec.Effects(prior, d.State, cmd, evs, env)
-	reply = d.Spec.Reply(d.State, cmd, env)
-	if !Equal(after, d.State) {
-		d.errorf("Effects or Reply for %T modified the state", cmd)
-	}
-	d.collect(effects)
-	return reply, effects, nil
-}
-
-// Reactivate replays the stream (decoding every event as the log would) into
-// a fresh state, as a new activation does, checks that it equals the live
-// state, and returns OnActivate's effects.
-func (d *Driver) Reactivate() []entity.Effect {
-	if d.TB != nil {
-		d.TB.Helper()
-	}
-	s := d.Spec.Initial(d.ID)
-	for i, ev := range d.Log {
-		e, err := entity.EncodeEvent(ev)
-		if err != nil {
-			d.errorf("encode event %d: %v", i+1, err)
-			continue
-		}
-		dec, err := entity.DecodeEvent(e.Type, e.Data)
-		if err != nil {
-			d.errorf("decode event %d: %v", i+1, err)
-			continue
-		}
-		s = d.Spec.Evolve(s, dec)
-	}
-	if !Equal(s, d.State) {
-		d.errorf("replayed state differs from the live state:\nreplayed %+v\nlive     %+v", s, d.State)
-	}
-	d.State = s
-	d.Epoch++
-	effs := d.Spec.OnActivate(d.State, entity.Env{ID: d.ID, Version: d.Version(), Epoch: d.Epoch, Now: d.Now})
-	d.collect(effs)
-	return effs
+	d := &Driver{Driver: entitytest.New(tb, session.Spec(), code, now), Delivered: map[string][]*sessionpb.Deliver{}}
+	d.Clone, d.Equal = Snapshot, Equal
+	d.StateVersion = func(s session.State) uint64 { return s.Version }
+	d.Collect = d.collect
+	return d
 }
 
 func (d *Driver) collect(effs []entity.Effect) {
