@@ -60,3 +60,16 @@ func (s *Subscription) Next(ctx context.Context) ([]RecordedEvent, error) {
 		}
 	}
 }
+
+// ReadLog returns up to max committed events from global position from on
+// (0 is treated as 1), as applied on this node; fewer (or none) when the log
+// ends sooner.
+func (n *Node) ReadLog(from uint64, max int) ([]RecordedEvent, error) {
+	var evs []RecordedEvent
+	err := n.read(func() (err error) { evs, err = n.fsm.ReadAll(from, max, 0); return err })
+	return evs, err
+}
+
+// LastPosition returns the global position of the newest event applied on
+// this node (0 = none).
+func (n *Node) LastPosition() uint64 { return n.fsm.LastPosition() }

@@ -1,0 +1,330 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/switchboard-io/switchboard/events"
+)
+
+func TestSessionsViewsAndHistory(t *testing.T) {
+	_, n := testLog(t)
+	w := sessionWriter{t: t, n: n, base: time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)}
+	var codes []string
+	for i := 0; i < 12; i++ {
+		user := []string{"alice", "bob"}[i%2]
+		codes = append(codes, w.session(i, user, fmt.Sprintf("192.0.2.%d:4000", i%3), 5, i < 8))
+	}
+	e := openEngine(t, memDB(t, vfs.NewMem()), n)
+	defer e.Close()
+	waitCaughtUp(t, e, n)
+
+	rec, found, err := e.GetSession(codes[0])
+	if err != nil || !found {
+		t.Fatalf("GetSession: %v %v", found, err)
+	}
+	if rec.Live || rec.HostUser != "alice" || rec.Frames != 5 || rec.Bytes != 50 || rec.EndedBy != "p1" || rec.HostName != "Host alice" || rec.HostAddr != "10.0.0.1:5000" {
+		t.Fatalf("record: %+v", rec)
+	}
+	guest := rec.Participants[1]
+	if guest.LastAckSeq != 4 || guest.Resumes != 1 || guest.Attaches != 2 || guest.Node != "n3" || guest.Attached || guest.FramesSent != 2 {
+		t.Fatalf("guest: %+v", guest)
+	}
+
+	live, next, err := e.LiveSessions(3, "")
+	if err != nil || len(live) != 3 || next == "" {
+		t.Fatalf("live page 1: %d %q %v", len(live), next, err)
+	}
+	if live[0].Code != codes[11] || live[2].Code != codes[9] {
+		t.Fatalf("live not newest first: %s %s", live[0].Code, live[2].Code)
+	}
+	more, next2, err := e.LiveSessions(3, next)
+	if err != nil || len(more) != 1 || more[0].Code != codes[8] || next2 != "" {
+		t.Fatalf("live page 2: %d %q %v", len(more), next2, err)
+	}
+
+	// History by user, paged, with statistics over every match.
+	page, err := e.SessionHistory(HistoryQuery{User: "alice", Limit: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Records) != 4 || page.Next == "" || page.Stats.Sessions != 6 || page.Stats.Live != 2 {
+		t.Fatalf("alice page 1: %d records, next %q, stats %+v", len(page.Records), page.Next, page.Stats)
+	}
+	if page.Stats.TotalDuration != 4*time.Minute || page.Stats.AvgDuration() != time.Minute {
+		t.Fatalf("alice durations: %+v", page.Stats)
+	}
+	for _, r := range page.Records {
+		if r.HostUser != "alice" {
+			t.Fatalf("bob in alice's history: %s", r.Code)
+		}
+	}
+	page2, err := e.SessionHistory(HistoryQuery{User: "alice", Limit: 4, Cursor: page.Next})
+	if err != nil || len(page2.Records) != 2 || page2.Next != "" || page2.Records[1].Code != codes[0] {
+		t.Fatalf("alice page 2: %+v %v", page2, err)
+	}
+	// By address and time range; user + address together.
+	byAddr, err := e.SessionHistory(HistoryQuery{Addr: "192.0.2.1:4000"})
+	if err != nil || byAddr.Stats.Sessions != 4 {
+		t.Fatalf("by addr: %+v %v", byAddr.Stats, err)
+	}
+	both, err := e.SessionHistory(HistoryQuery{User: "bob", Addr: "192.0.2.1:4000"})
+	if err != nil || both.Stats.Sessions != 2 || len(both.Records) != 2 {
+		t.Fatalf("bob at addr: %+v %v", both.Stats, err)
+	}
+	window, err := e.SessionHistory(HistoryQuery{From: w.base.Add(2 * time.Minute), To: w.base.Add(5 * time.Minute)})
+	if err != nil || window.Stats.Sessions != 3 || window.Records[0].Code != codes[4] {
+		t.Fatalf("window: %+v %v", window.Stats, err)
+	}
+	one, err := e.SessionHistory(HistoryQuery{Code: codes[3]})
+	if err != nil || len(one.Records) != 1 || one.Records[0].Code != codes[3] {
+		t.Fatalf("by code: %+v %v", one, err)
+	}
+
+	buckets, err := e.SessionsOpenedPerMinute(w.base, w.base.Add(12*time.Minute))
+	if err != nil || len(buckets) != 12 {
+		t.Fatalf("per minute: %v %v", buckets, err)
+	}
+	for _, b := range buckets {
+		if b.Count != 1 {
+			t.Fatalf("bucket %v: %d", b.Start, b.Count)
+		}
+	}
+	fo, err := e.FailoverState("", 100)
+	if err != nil || len(fo) != 8 {
+		t.Fatalf("failover: %d %v", len(fo), err)
+	}
+
+	for _, q := range []HistoryQuery{{Code: "12"}, {Limit: -1}, {Limit: MaxPage + 1}, {From: w.base, To: w.base}, {Cursor: "!!"}, {User: "a\x00b"}} {
+		if _, err := e.SessionHistory(q); !errors.Is(err, ErrBadQuery) {
+			t.Errorf("query %+v: got %v, want ErrBadQuery", q, err)
+		}
+	}
+	err = (HistoryQuery{Code: "1", Limit: -3}).Validate()
+	if err == nil || !strings.Contains(err.Error(), "code:") || !strings.Contains(err.Error(), "limit:") {
+		t.Errorf("Validate should name every bad field: %v", err)
+	}
+}
+
+func TestAuditQueries(t *testing.T) {
+	_, n := testLog(t)
+	w := sessionWriter{t: t, n: n, base: time.Now().Add(-time.Hour)}
+	for i := 0; i < 6; i++ {
+		w.session(i, []string{"alice", "bob"}[i%2], "192.0.2.9:1", 3, true)
+	}
+	e := openEngine(t, memDB(t, vfs.NewMem()), n)
+	defer e.Close()
+	waitCaughtUp(t, e, n)
+	total := n.LastPosition()
+
+	all, err := e.AuditLog(AuditQuery{Limit: MaxPage})
+	if err != nil || uint64(len(all.Rows)) != total || all.Next != 0 {
+		t.Fatalf("all: %d of %d, next %d, %v", len(all.Rows), total, all.Next, err)
+	}
+	for i, r := range all.Rows {
+		if r.Position != total-uint64(i) {
+			t.Fatalf("row %d at position %d, want newest first", i, r.Position)
+		}
+	}
+	ended, err := e.AuditLog(AuditQuery{Type: typeEnded})
+	if err != nil || len(ended.Rows) != 6 {
+		t.Fatalf("ended: %d %v", len(ended.Rows), err)
+	}
+	// The host's frames and end are alice's; the guest's frames are the guest's.
+	alice, err := e.AuditLog(AuditQuery{Actor: UserActor("alice"), Limit: 4})
+	if err != nil || len(alice.Rows) != 4 || alice.Next == 0 {
+		t.Fatalf("alice: %d next %d %v", len(alice.Rows), alice.Next, err)
+	}
+	rest, err := e.AuditLog(AuditQuery{Actor: UserActor("alice"), Before: alice.Next, Limit: MaxPage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Per alice session: Opened, Joined(host), 2 host frames, Ended = 5.
+	if got := len(alice.Rows) + len(rest.Rows); got != 3*5 {
+		t.Fatalf("alice's events: %d, want 15", got)
+	}
+	guestFrames, err := e.AuditLog(AuditQuery{Actor: GuestActor("Guest"), Type: typeFrameSent})
+	if err != nil || len(guestFrames.Rows) != 6 {
+		t.Fatalf("guest frames: %d %v", len(guestFrames.Rows), err)
+	}
+	stream, err := e.AuditLog(AuditQuery{Stream: "session/100000002"})
+	if err != nil || len(stream.Rows) == 0 {
+		t.Fatalf("stream: %v", err)
+	}
+	for _, r := range stream.Rows {
+		if r.Stream != "session/100000002" {
+			t.Fatalf("other stream %s", r.Stream)
+		}
+	}
+	future, err := e.AuditLog(AuditQuery{From: time.Now().Add(time.Hour)})
+	if err != nil || len(future.Rows) != 0 {
+		t.Fatalf("future: %d %v", len(future.Rows), err)
+	}
+	recent, err := e.AuditLog(AuditQuery{From: time.Now().Add(-time.Minute), Limit: MaxPage})
+	if err != nil || uint64(len(recent.Rows)) != total {
+		t.Fatalf("recent: %d of %d %v", len(recent.Rows), total, err)
+	}
+	if _, err := e.AuditLog(AuditQuery{Limit: 5000}); !errors.Is(err, ErrBadQuery) {
+		t.Fatalf("limit over max: %v", err)
+	}
+}
+
+// TestFoldEqualsReplayAfterCrashesAndRebuild folds a log that grows while the
+// views database crashes (unflushed writes lost), the engine restarts and a
+// rebuild runs; the result must equal a fold from zero.
+func TestFoldEqualsReplayAfterCrashesAndRebuild(t *testing.T) {
+	_, n := testLog(t)
+	w := sessionWriter{t: t, n: n, base: time.Now().Add(-2 * time.Hour)}
+	fs := vfs.NewCrashableMem()
+	db := memDB(t, fs)
+	e := openEngine(t, db, n)
+	i := 0
+	writeSome := func(k int) {
+		for end := i + k; i < end; i++ {
+			w.session(i, fmt.Sprintf("u%d", i%3), fmt.Sprintf("198.51.100.%d:1", i%5), i%4, i%3 != 0)
+		}
+	}
+	for round := 0; round < 3; round++ {
+		writeSome(4)
+		// Crash the views database mid-fold: whatever was not flushed is lost.
+		clone := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 50, RNG: rand.New(rand.NewPCG(1, uint64(round)))})
+		e.Close()
+		db.Close()
+		fs = clone
+		db = memDB(t, fs)
+		e = openEngine(t, db, n)
+	}
+	// Rebuild both projections while writers go on.
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); writeSome(6) }()
+	for _, name := range e.Names() {
+		if err := e.Rebuild(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, name := range e.Names() {
+		if err := e.WaitRebuilt(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitCaughtUp(t, e, n)
+	for _, s := range e.Status() {
+		if s.Generation < 2 || s.Rebuilding || s.Lag != 0 || s.Skipped != 0 {
+			t.Fatalf("status after rebuild: %+v", s)
+		}
+	}
+	fresh := openEngine(t, memDB(t, vfs.NewMem()), n)
+	defer fresh.Close()
+	waitCaughtUp(t, fresh, n)
+	for _, name := range e.Names() {
+		sameRows(t, name, dump(t, e, name), dump(t, fresh, name))
+	}
+	// The old generation's rows are gone.
+	gens := map[string]bool{}
+	it, _ := db.NewIter(nil)
+	for ok := it.First(); ok; ok = it.Next() {
+		if k := it.Key(); k[0] == spaceRows {
+			name, rest, _ := strings.Cut(string(k[1:]), "\x00")
+			gens[name+"/"+rest[:8]] = true
+		}
+	}
+	it.Close()
+	if len(gens) != 2 {
+		t.Fatalf("rows of %d generations remain, want one per projection", len(gens))
+	}
+	e.Close()
+}
+
+// TestVersionChangeRebuilds: a projection whose layout version changed is
+// folded again from position 1 in a new generation.
+func TestVersionChangeRebuilds(t *testing.T) {
+	_, n := testLog(t)
+	w := sessionWriter{t: t, n: n, base: time.Now()}
+	w.session(1, "alice", "192.0.2.1:1", 2, true)
+	db := memDB(t, vfs.NewMem())
+	e, err := Open(Config{DB: db, Logger: quiet}, NodeSource(n), countingProjection{version: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Start()
+	waitCaughtUp(t, e, n)
+	e.Close()
+	e, err = Open(Config{DB: db, Logger: quiet}, NodeSource(n), countingProjection{version: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if st := e.Status()[0]; st.Generation != 2 || st.Position != 0 {
+		t.Fatalf("after a version change: %+v", st)
+	}
+	e.Start()
+	waitCaughtUp(t, e, n)
+	rows := dump(t, e, "count")
+	if got := rows["n"]; len(got) != 8 || decodeU64([]byte(got)) != n.LastPosition() {
+		t.Fatalf("count %x, want %d", got, n.LastPosition())
+	}
+}
+
+// TestConsistentWaitsForTheLog: Consistent returns only once the projection
+// includes an append acknowledged before the call.
+func TestConsistentWaitsForTheLog(t *testing.T) {
+	_, n := testLog(t)
+	e, err := Open(Config{DB: memDB(t, vfs.NewMem()), Logger: quiet}, NodeSource(n), countingProjection{version: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	e.Start()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := 0; i < 20; i++ {
+		if _, err := n.Append(ctx, events.AppendArgs("x/1", events.Any(), events.Event{Type: "t", Data: []byte{byte(i)}})); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Consistent(ctx, "count"); err != nil {
+			t.Fatal(err)
+		}
+		if got := decodeU64([]byte(dump(t, e, "count")["n"])); got != uint64(i+1) {
+			t.Fatalf("after append %d the projection counts %d", i+1, got)
+		}
+	}
+	if err := e.Consistent(ctx, "nope"); !errors.Is(err, ErrUnknown) {
+		t.Fatalf("unknown projection: %v", err)
+	}
+}
+
+// countingProjection counts events in row "n".
+type countingProjection struct{ version uint32 }
+
+func (countingProjection) Name() string      { return "count" }
+func (p countingProjection) Version() uint32 { return p.version }
+func (countingProjection) Apply(w *Writer, evs []events.RecordedEvent) error {
+	v, _, err := w.Get([]byte("n"))
+	if err != nil {
+		return err
+	}
+	return w.Set([]byte("n"), encodeU64(decodeU64(v)+uint64(len(evs))))
+}
+
+func decodeU64(b []byte) uint64 {
+	if len(b) != 8 {
+		return 0
+	}
+	var v uint64
+	for _, c := range b {
+		v = v<<8 | uint64(c)
+	}
+	return v
+}
