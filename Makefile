@@ -17,7 +17,7 @@ ROUNDS ?= 3
 SESSIONS ?= 64
 FAILOVER_ROUNDS ?= 10
 
-.PHONY: help build run cluster test test-short bench bench-log bench-cluster bench-session bench-failover lint fuzz proto tools clean
+.PHONY: help build run cluster test test-short bench bench-log bench-cluster bench-session bench-failover lint fuzz proto tools clean image compose-up compose-down
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -52,6 +52,29 @@ bench-session: build ## relayed sessions over 3 nodes: durable and stream frames
 
 bench-failover: build ## session resume time when the guest's or the grain's node is killed (kill -9); fails on loss, duplicates or p99 > 2 s; FAILOVER_ROUNDS=10
 	$(BIN)/switchboard bench failover --binary $(BIN)/switchboard --rounds $(FAILOVER_ROUNDS)
+
+# --- containers and chaos (docs/deploy.md, docs/chaos.md) ---
+# docker-compose v1 or the compose plugin, whichever is installed.
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo 'docker compose' || echo docker-compose)
+COMPOSE_PROJECT ?= switchboard
+COMPOSE_FILE := deploy/compose.yaml
+
+image: build ## container image switchboard:$(VERSION) and :latest (FROM scratch + bin/switchboard; nothing is pulled)
+	docker build --build-arg VERSION=$(VERSION) -t switchboard:$(VERSION) -t switchboard:latest .
+
+compose-up: image ## three-node cluster in Docker (deploy/compose.yaml, project COMPOSE_PROJECT); waits until every node is ready
+	$(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) up -d
+	@for i in $$(seq 120); do \
+	  ok=0; for n in n1 n2 n3; do \
+	    id=$$($(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) ps -q $$n); \
+	    [ -n "$$id" ] && [ "$$(docker inspect -f '{{.State.Health.Status}}' $$id)" = healthy ] && ok=$$((ok + 1)); \
+	  done; \
+	  if [ $$ok = 3 ]; then echo "three nodes ready; host token: docker-compose -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) logs init"; exit 0; fi; \
+	  sleep 1; \
+	done; echo "nodes not ready after 120 s:"; $(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) ps; exit 1
+
+compose-down: ## stop the Docker cluster and delete its volumes (data, certificates)
+	$(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) down -v
 
 lint: tools ## gofmt, go vet, staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -28,6 +28,8 @@ Usage:
   switchboard bench failover       session resume time when nodes are killed (3 local nodes)
   switchboard tls ca|cert create   create the cluster CA or a node certificate (node-to-node mutual TLS)
   switchboard gossip-key           print a new random gossip encryption key (gossip.key)
+  switchboard init-cluster         create a cluster's CA, node certificates, gossip key, host token and NODE.toml files (containers)
+  switchboard healthcheck [URL]    exit 0 if URL (default http://127.0.0.1:7402/readyz) answers 200 (container health checks)
   switchboard version              print the version
 `
 
@@ -66,6 +68,10 @@ func run(args []string) int {
 		err = tlsCmd(args[1:], os.Stdout)
 	case "gossip-key":
 		fmt.Println(membership.GenerateSecretKey())
+	case "init-cluster":
+		err = initCluster(args[1:], os.Stdout)
+	case "healthcheck":
+		err = healthcheck(ctx, args[1:], os.Stdout)
 	case "version":
 		fmt.Println(version)
 	case "help", "-h", "--help":

@@ -101,15 +101,8 @@ func tlsCertCreate(args []string, stdout io.Writer) error {
 	if *days <= 0 {
 		problems = append(problems, fmt.Sprintf("--days %d: must be a positive number of days", *days))
 	}
-	var ips []net.IP
-	for _, s := range splitList(*ipList) {
-		ip := net.ParseIP(s)
-		if ip == nil {
-			problems = append(problems, fmt.Sprintf("--ip: %q is not an IP address", s))
-			continue
-		}
-		ips = append(ips, ip)
-	}
+	ips, bad := parseIPs("--ip", *ipList)
+	problems = append(problems, bad...)
 	if len(problems) > 0 {
 		return fmt.Errorf("tls cert create:\n  %s", strings.Join(problems, "\n  "))
 	}
@@ -157,4 +150,18 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// parseIPs parses a comma-separated list of IP addresses given as flag,
+// returning one problem per entry that is not one.
+func parseIPs(flag, list string) (ips []net.IP, problems []string) {
+	for _, s := range splitList(list) {
+		ip := net.ParseIP(s)
+		if ip == nil {
+			problems = append(problems, fmt.Sprintf("%s: %q is not an IP address", flag, s))
+			continue
+		}
+		ips = append(ips, ip)
+	}
+	return ips, problems
 }
