@@ -7,6 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 STATICCHECK_VERSION := v0.8.2
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+GRPC_GATEWAY_VERSION := v2.33.0
 FUZZTIME ?= 20s
 # bench-log knobs
 CLIENTS ?= 1,16,64,256
@@ -87,13 +88,19 @@ fuzz: ## run every fuzz target for FUZZTIME each
 	    echo "== $$pkg $$t"; $(GO) test -run "^$$" -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s $$pkg; \
 	  done; done
 
-proto: ## regenerate protobuf code (installs protoc from Debian if missing)
+proto: ## regenerate protobuf, gRPC, grpc-gateway and OpenAPI code (installs protoc from Debian if missing)
 	@command -v protoc >/dev/null || (apt-get update -qq && apt-get install -y -qq protobuf-compiler)
 	GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	GOBIN=$(BIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	GOBIN=$(BIN) $(GO) install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway@$(GRPC_GATEWAY_VERSION) \
+	  github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2@$(GRPC_GATEWAY_VERSION)
 	@set -e; for f in $$(find events actors cluster gateway projections -name '*.proto' 2>/dev/null | sort); do \
-	  d=$$(dirname $$f); echo "protoc $$f"; \
+	  d=$$(dirname $$f); b=$$(basename $$f .proto); echo "protoc $$f"; \
 	  PATH=$(BIN):$$PATH protoc -I $$d --go_out=paths=source_relative:$$d --go-grpc_out=paths=source_relative:$$d $$f; \
+	  if [ -f $$d/$${b}_http.yaml ]; then \
+	    PATH=$(BIN):$$PATH protoc -I $$d --grpc-gateway_out=paths=source_relative,grpc_api_configuration=$$d/$${b}_http.yaml:$$d \
+	      --openapiv2_out=grpc_api_configuration=$$d/$${b}_http.yaml,allow_merge=true,merge_file_name=$$b:$$d $$f; \
+	  fi; \
 	done
 
 tools: ## install pinned developer tools into ./bin

@@ -25,18 +25,14 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // testLog starts a one-node event log and returns its node once it leads.
 func testLog(t *testing.T) (*localcluster.Cluster, *events.Node) {
 	t.Helper()
-	c, err := localcluster.Start(t.TempDir(), 1, localcluster.Options{Logger: quiet})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, n, err := localcluster.StartSingle(ctx, t.TempDir(), localcluster.Options{Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	m, err := c.Leader(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, m.Node()
+	return c, n
 }
 
 // memDB opens a views database in memory (crash-cloneable).

@@ -326,3 +326,18 @@ func (c *Cluster) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// StartSingle starts a one-node cluster under dir and returns it with its
+// node once that node leads (or ctx ends).
+func StartSingle(ctx context.Context, dir string, opts Options) (*Cluster, *events.Node, error) {
+	c, err := Start(dir, 1, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := c.Leader(ctx)
+	if err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	return c, m.Node(), nil
+}
