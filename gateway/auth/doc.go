@@ -9,8 +9,9 @@
 //
 //   - Passwords (password.go) are hashed with argon2id into PHC strings
 //     "$argon2id$v=19$m=<KiB>,t=<passes>,p=<lanes>$<salt>$<hash>" (unpadded
-//     standard base64). DefaultParams costs 64 MiB and a few tens of
-//     milliseconds per hash: the gateway must bound concurrent logins.
+//     standard base64). DefaultParams costs 64 MiB and about 0.15 s of two
+//     cores per hash (BenchmarkHashPasswordDefault): the gateway must bound
+//     concurrent logins.
 //     VerifyPassword compares in constant time and returns an error only for
 //     an encoding it cannot read (ErrMalformedHash), never for a wrong
 //     password. CheckPassword states the policy for new passwords.

@@ -126,3 +126,12 @@ func TestCheckPassword(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkHashPasswordDefault shows what one login costs with DefaultParams.
+func BenchmarkHashPasswordDefault(b *testing.B) {
+	for b.Loop() {
+		if _, err := HashPassword("correct horse 42", DefaultParams); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

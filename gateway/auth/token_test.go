@@ -207,3 +207,39 @@ func decode(t *testing.T, s string) string {
 	}
 	return string(b)
 }
+
+// FuzzVerify: whatever a caller sends as a token, Verify does not panic and
+// either returns claims that pass Issue's checks or exactly one of the
+// token errors.
+func FuzzVerify(f *testing.F) {
+	keys := map[string][]byte{"k1": make([]byte, KeyLen)}
+	k, err := NewKeyring("k1", keys)
+	if err != nil {
+		f.Fatal(err)
+	}
+	tok, err := k.Issue(claims())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(tok)
+	f.Add("sbt1..")
+	f.Add("sbt1." + base64.RawURLEncoding.EncodeToString([]byte(`{"kid":"k1","sub":"a","role":"super","iat":1,"exp":2}`)) + ".AAAA")
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := k.Verify(s, t0)
+		if err == nil {
+			if err := checkClaims(c); err != nil {
+				t.Fatalf("Verify accepted claims Issue refuses: %v", err)
+			}
+			return
+		}
+		n := 0
+		for _, e := range []error{ErrTokenMalformed, ErrTokenExpired, ErrTokenSignature, ErrUnknownKey} {
+			if errors.Is(err, e) {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Fatalf("Verify(%q): %v matches %d token errors, want 1", s, err, n)
+		}
+	})
+}
