@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Starts three local Switchboard nodes on 127.0.0.1 (ports 7400-7405, 7410-7415,
-# 7420-7425) with a shared CA and gossip key under DIR; Ctrl-C stops them all.
+# Starts three local Switchboard nodes on 127.0.0.1 (ports 7400-7406, 7410-7416,
+# 7420-7426) with a shared CA and gossip key under DIR; Ctrl-C stops them all.
 # Usage: scripts/cluster.sh BINARY DIR
 set -euo pipefail
 bin=${1:?binary}
@@ -33,6 +33,7 @@ for i in 1 2 3; do
   "$bin" serve --node-id "$n" --data-dir "$dir/$n" \
     --raft-bind 127.0.0.1:$base --api-bind 127.0.0.1:$((base + 1)) --http-bind 127.0.0.1:$((base + 2)) \
     --gossip-bind 127.0.0.1:$((base + 3)) --actor-bind 127.0.0.1:$((base + 4)) --session-bind 127.0.0.1:$((base + 5)) \
+    --admin-bind 127.0.0.1:$((base + 6)) \
     --join "$(IFS=,; echo "${join[*]}")" --bootstrap-expect 3 --gossip-key "$key" \
     --session-host-tokens "supporter:sha256:$token_hash" \
     --tls-ca-file "$dir/tls/switchboard-ca.pem" --tls-cert-file "$dir/tls/$n.pem" --tls-key-file "$dir/tls/$n-key.pem" \
@@ -41,4 +42,5 @@ for i in 1 2 3; do
 done
 echo "three nodes starting; readiness: curl http://127.0.0.1:7402/readyz (and :7412, :7422). Ctrl-C stops them."
 echo "sessions: wss://127.0.0.1:7405/v1/session (and :7415, :7425); CA: $dir/tls/switchboard-ca.pem; host token (all nodes): $token"
+echo "console: https://127.0.0.1:7406/ (and :7416, :7426); the first administrator's one-time password is printed by the node that created it"
 wait "${pids[@]}"

@@ -22,6 +22,7 @@ const usage = `switchboard: a self-hosted, clustered edge for enterprise communi
 Usage:
   switchboard serve [flags]        run a node (switchboard serve --help lists every key)
   switchboard session open|join    open or join a relayed session, relaying stdin/stdout (--help for flags)
+  switchboard admin COMMAND        the admin API: login, cluster, sessions, audit, accounts (switchboard admin help)
   switchboard bench log [flags]    benchmark the replicated event log (3 local nodes)
   switchboard bench cluster        node ready, log replay and grain activation times (-tags testkinds binary)
   switchboard bench session        relayed session throughput and latency (3 local nodes; --peer nginx compares)
@@ -48,6 +49,8 @@ func run(args []string) int {
 	switch args[0] {
 	case "serve":
 		err = serve(ctx, args[1:], os.Environ(), os.Stdout)
+	case "admin":
+		return adminCLI(ctx, args[1:], os.Stdin, os.Stdout, os.Stderr, os.Environ())
 	case "session":
 		err = sessionCmd(ctx, args[1:], os.Stdin, os.Stdout, os.Stderr, os.Environ())
 	case "bench":

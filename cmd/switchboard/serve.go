@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/switchboard-io/switchboard/actors/account"
 	"github.com/switchboard-io/switchboard/actors/entity"
 	"github.com/switchboard-io/switchboard/actors/session"
 	"github.com/switchboard-io/switchboard/cluster"
@@ -48,6 +49,7 @@ type ServeConfig struct {
 	ActorBind       string        `conf:"actor_bind" help:"host:port of the actor system (grain messages between nodes)"`
 	ActorAdvertise  string        `conf:"actor_advertise" help:"actor address other nodes dial (default: actor_bind)"`
 	SessionBind     string        `conf:"session_bind" help:"host:port of the session WebSocket endpoint clients connect to (wss://HOST:PORT/v1/session)"`
+	AdminBind       string        `conf:"admin_bind" help:"host:port of the admin console, REST and gRPC API (https://HOST:PORT/); see admin.trusted_networks"`
 	Join            []string      `conf:"join" help:"gossip addresses of nodes to join, comma-separated; empty and bootstrap_expect 0 = start a new cluster alone"`
 	BootstrapExpect int           `conf:"bootstrap_expect" help:"start a new cluster once this many nodes without Raft state have joined (0 = off)"`
 	LogLevel        string        `conf:"log_level" help:"debug, info, warn or error"`
@@ -60,6 +62,7 @@ type ServeConfig struct {
 	Raft            RaftConfig    `conf:"raft"`
 	Limits          LimitsConfig  `conf:"limits"`
 	Session         SessionConfig `conf:"session"`
+	Admin           AdminConfig   `conf:"admin"`
 }
 
 // SessionConfig holds the keys of the session edge (docs/protocol.md).
@@ -160,6 +163,8 @@ func DefaultServeConfig() ServeConfig {
 			MaxAppendSize: ec.Limits.MaxAppendSize,
 		},
 		SessionBind: "127.0.0.1:7405",
+		AdminBind:   "127.0.0.1:7406",
+		Admin:       defaultAdminConfig(),
 		Session: SessionConfig{
 			MaxConnections: sc.MaxConnections, Heartbeat: sc.Heartbeat,
 		},
@@ -194,7 +199,7 @@ func (c ServeConfig) Validate() error {
 		errs = append(errs, "node_id: must be set (e.g. --node-id n1)")
 	}
 	for _, l := range []struct{ key, v string }{{"raft_bind", c.RaftBind}, {"api_bind", c.APIBind}, {"http_bind", c.HTTPBind},
-		{"gossip_bind", c.GossipBind}, {"actor_bind", c.ActorBind}, {"session_bind", c.SessionBind}} {
+		{"gossip_bind", c.GossipBind}, {"actor_bind", c.ActorBind}, {"session_bind", c.SessionBind}, {"admin_bind", c.AdminBind}} {
 		if _, _, err := net.SplitHostPort(l.v); err != nil {
 			errs = append(errs, fmt.Sprintf("%s: %q is not host:port (e.g. 127.0.0.1:7400)", l.key, l.v))
 		}
@@ -241,6 +246,7 @@ func (c ServeConfig) Validate() error {
 		}
 	}
 	errs = append(errs, c.Session.problems()...)
+	errs = append(errs, c.Admin.problems()...)
 	if c.Cluster.GrainIdleTimeout <= 0 {
 		errs = append(errs, "cluster.grain_idle_timeout: must be positive (e.g. 5m)")
 	}
@@ -389,15 +395,17 @@ func serve(ctx context.Context, args, environ []string, stdout io.Writer) error 
 	bindErrs = append(bindErrs, err)
 	sessionL, err := listen("session", "session_bind", cfg.SessionBind)
 	bindErrs = append(bindErrs, err)
+	adminL, err := listen("admin", "admin_bind", cfg.AdminBind)
+	bindErrs = append(bindErrs, err)
 	bindErrs = append(bindErrs, checkFree("gossip", "gossip_bind", cfg.GossipBind, true))
 	bindErrs = append(bindErrs, checkFree("actor", "actor_bind", cfg.ActorBind, false))
 	if err := errors.Join(bindErrs...); err != nil {
-		closeAll(raftL, apiL, httpL, sessionL)
+		closeAll(raftL, apiL, httpL, sessionL, adminL)
 		return err
 	}
 	tokens, createdToken, tokenFile, err := hostTokens(cfg)
 	if err != nil {
-		closeAll(raftL, apiL, httpL, sessionL)
+		closeAll(raftL, apiL, httpL, sessionL, adminL)
 		return err
 	}
 
@@ -427,7 +435,11 @@ func serve(ctx context.Context, args, environ []string, stdout io.Writer) error 
 			if err != nil {
 				return nil, err
 			}
-			kinds := []*pcluster.Kind{sk}
+			ak, err := entity.NewKind(account.Spec(), o)
+			if err != nil {
+				return nil, err
+			}
+			kinds := []*pcluster.Kind{sk, ak}
 			if extraKinds != nil {
 				more, err := extraKinds(cfg.NodeID, o)
 				if err != nil {
@@ -443,13 +455,28 @@ func serve(ctx context.Context, args, environ []string, stdout io.Writer) error 
 	}
 	node, err := cluster.Start(nc)
 	if err != nil {
-		closeAll(apiL, httpL, sessionL)
+		closeAll(apiL, httpL, sessionL, adminL)
 		return err
 	}
 	edge, sessionServer, err := startSessionEdge(cfg, node, sessionL, tlsCfg.Certificates, tokens, logger, reg)
 	if err != nil {
-		closeAll(apiL, httpL, sessionL)
+		closeAll(apiL, httpL, sessionL, adminL)
 		_ = node.Shutdown(context.Background())
+		return err
+	}
+	views, err := openViews(cfg, node, logger, reg)
+	if err != nil {
+		closeAll(apiL, httpL, sessionL, adminL)
+		_ = edge.Shutdown(context.Background())
+		_ = node.Shutdown(context.Background())
+		return err
+	}
+	adm, err := startAdmin(cfg, node, views, adminL, logger, reg)
+	if err != nil {
+		closeAll(apiL, httpL, sessionL, adminL)
+		_ = edge.Shutdown(context.Background())
+		_ = node.Shutdown(context.Background())
+		views.Close()
 		return err
 	}
 	grpcServer := grpc.NewServer(grpc.MaxRecvMsgSize(nc.Log.Limits.MaxAppendSize+1<<20),
@@ -498,12 +525,25 @@ func serve(ctx context.Context, args, environ []string, stdout io.Writer) error 
 		version, cfg.NodeID, cfg.DataDir, apiAdv, node.Members.LocalMember().Addr, node.Actors().Address(),
 		httpL.Addr(), httpL.Addr(), bundle.NodeName(), bundle.NotAfter().Format(time.DateOnly), scheme, sessionL.Addr(), sessionedge.Path)
 	printHostToken(stdout, createdToken, tokenFile)
+	fmt.Fprintf(stdout, "  console: %s (admin API: same address, gRPC and /v1/ JSON)\n", adm.url)
+	if adm.fp != "" {
+		fmt.Fprintf(stdout, "  admin tls: self-signed certificate %s\n           SHA-256 fingerprint %s\n", adm.certF, adm.fp)
+	}
 	fmt.Fprintf(stdout, "  next:    %s\n", next)
+	bootCtx, bootStop := context.WithCancel(ctx)
+	bootDone := make(chan struct{})
+	go func() { defer close(bootDone); adm.bootstrapAdmin(bootCtx, node, cfg.DataDir, stdout, logger) }()
 
 	<-ctx.Done()
 	logger.Info("shutting down", "component", "serve")
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 	defer cancel()
+	bootStop()
+	<-bootDone
+	adm.shutdown(sctx)
+	if verr := views.Close(); verr != nil {
+		logger.Warn("closing projections", "component", "serve", "err", verr)
+	}
 	// Clients first: they resume on other nodes while this one leaves.
 	if err := edge.Shutdown(sctx); err != nil {
 		logger.Warn("session edge shutdown", "component", "serve", "err", err)

@@ -35,23 +35,23 @@ type badStart struct {
 
 // nodeAddrs are fresh loopback addresses for the node's listeners.
 type nodeAddrs struct {
-	raft, api, http, gossip, actor, session string
+	raft, api, http, gossip, actor, session, admin string
 }
 
 func freshAddrs(t *testing.T) nodeAddrs {
-	return nodeAddrs{freePort(t), freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)}
+	return nodeAddrs{freePort(t), freePort(t), freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)}
 }
 
 func (a nodeAddrs) args() []string {
 	return []string{"--raft-bind", a.raft, "--api-bind", a.api, "--http-bind", a.http, "--gossip-bind", a.gossip,
-		"--actor-bind", a.actor, "--session-bind", a.session}
+		"--actor-bind", a.actor, "--session-bind", a.session, "--admin-bind", a.admin}
 }
 
 // assertNothingBound checks that every address serve was given can be bound
 // again (TCP, and UDP for gossip): no listener was left behind.
 func assertNothingBound(t *testing.T, a nodeAddrs) {
 	t.Helper()
-	for _, addr := range []string{a.raft, a.api, a.http, a.gossip, a.actor, a.session} {
+	for _, addr := range []string{a.raft, a.api, a.http, a.gossip, a.actor, a.session, a.admin} {
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			t.Errorf("port %s still bound after a refused start: %v", addr, err)

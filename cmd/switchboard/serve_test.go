@@ -62,7 +62,7 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 func TestServeSingleNodeReadyAndStops(t *testing.T) {
 	httpAddr := freePort(t)
 	args := []string{"--node-id", "t1", "--data-dir", t.TempDir(), "--raft-bind", freePort(t), "--api-bind", freePort(t),
-		"--http-bind", httpAddr, "--gossip-bind", freePort(t), "--actor-bind", freePort(t), "--session-bind", freePort(t), "--log-level", "error"}
+		"--http-bind", httpAddr, "--gossip-bind", freePort(t), "--actor-bind", freePort(t), "--session-bind", freePort(t), "--admin-bind", freePort(t), "--log-level", "error"}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out syncBuffer

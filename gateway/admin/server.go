@@ -215,6 +215,11 @@ func (s *Server) Handle(pattern string, h http.Handler) { s.extra.Handle(pattern
 // OpenAPI document and the routes added with Handle.
 func (s *Server) Handler() http.Handler { return s.http }
 
+// Conn returns an in-process client connection to the gateway's own gRPC
+// server: calls through it pass every interceptor (the console uses it with
+// the logged-in administrator's token).
+func (s *Server) Conn() *grpc.ClientConn { return s.conn }
+
 // GRPC returns the gRPC server (tests may serve it on their own listener).
 func (s *Server) GRPC() *grpc.Server { return s.grpc }
 

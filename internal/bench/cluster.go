@@ -31,8 +31,9 @@ type LogNode struct {
 	APIAddr  string // gRPC Log API
 	HTTPAddr string // /readyz, /metrics
 	// GossipAddr is the membership address; ActorAddr the actor system's;
-	// SessionAddr the session WebSocket endpoint's.
-	GossipAddr, ActorAddr, SessionAddr string
+	// SessionAddr the session WebSocket endpoint's, AdminAddr the admin
+	// console's and API's.
+	GossipAddr, ActorAddr, SessionAddr, AdminAddr string
 	Proc                               *Proc // stdout and stderr go to DIR/nI.log
 }
 
@@ -67,7 +68,7 @@ func (o ClusterOptions) withDefaults() ClusterOptions {
 //
 //	BINARY serve --node-id nI --data-dir DIR/nI --raft-bind 127.0.0.1:P
 //	  --api-bind 127.0.0.1:P --http-bind 127.0.0.1:P --gossip-bind 127.0.0.1:P
-//	  --actor-bind 127.0.0.1:P --session-bind 127.0.0.1:P --join GOSSIP1,GOSSIP2,... --bootstrap-expect N
+//	  --actor-bind 127.0.0.1:P --session-bind 127.0.0.1:P --admin-bind 127.0.0.1:P --join GOSSIP1,GOSSIP2,... --bootstrap-expect N
 //	  --tls-ca-file DIR/tls/switchboard-ca.pem --tls-cert-file DIR/tls/nI.pem
 //	  --tls-key-file DIR/tls/nI-key.pem [ExtraArgs...]
 //
@@ -137,7 +138,7 @@ func StartLogClusterWith(ctx context.Context, binary string, n int, dir string, 
 
 // newNode allocates the addresses and the certificate of a node.
 func (c *LogCluster) newNode(id string) (*LogNode, error) {
-	ports, err := FreePorts(6)
+	ports, err := FreePorts(7)
 	if err != nil {
 		return nil, fmt.Errorf("log cluster: %w", err)
 	}
@@ -157,6 +158,7 @@ func (c *LogCluster) newNode(id string) (*LogNode, error) {
 		GossipAddr:  fmt.Sprintf("127.0.0.1:%d", ports[3]),
 		ActorAddr:   fmt.Sprintf("127.0.0.1:%d", ports[4]),
 		SessionAddr: fmt.Sprintf("127.0.0.1:%d", ports[5]),
+		AdminAddr:   fmt.Sprintf("127.0.0.1:%d", ports[6]),
 	}, nil
 }
 
@@ -173,6 +175,7 @@ func (c *LogCluster) setArgs(nd *LogNode, binary string, expect int) {
 		"--gossip-bind", nd.GossipAddr,
 		"--actor-bind", nd.ActorAddr,
 		"--session-bind", nd.SessionAddr,
+		"--admin-bind", nd.AdminAddr,
 		"--tls-ca-file", filepath.Join(c.tlsDir, tlsutil.DefaultCACertFile),
 		"--tls-cert-file", cert,
 		"--tls-key-file", key,

@@ -78,6 +78,7 @@ func fakeServe(args []string) error {
 	gossipBind := fs.String("gossip-bind", "", "")
 	actorBind := fs.String("actor-bind", "", "")
 	_ = fs.String("session-bind", "", "")
+	_ = fs.String("admin-bind", "", "")
 	join := fs.String("join", "", "")
 	expect := fs.Int("bootstrap-expect", 0, "")
 	caFile := fs.String("tls-ca-file", "", "")

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// adminNode runs one node in-process and returns its admin address, data
+// dir and the first administrator's one-time password (from the file the
+// node writes, mode 0600).
+func adminNode(t *testing.T) (addr, dataDir, password string, out *syncBuffer) {
+	t.Helper()
+	dataDir = t.TempDir()
+	addr = freePort(t)
+	args := []string{"--node-id", "a1", "--data-dir", dataDir, "--raft-bind", freePort(t), "--api-bind", freePort(t),
+		"--http-bind", freePort(t), "--gossip-bind", freePort(t), "--actor-bind", freePort(t), "--session-bind", freePort(t),
+		"--admin-bind", addr, "--log-level", "error"}
+	ctx, cancel := context.WithCancel(context.Background())
+	out = &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, args, nil, out) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("serve did not stop")
+		}
+	})
+	cred := filepath.Join(dataDir, "admin-credential")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, err := os.ReadFile(cred)
+		if err == nil && strings.HasSuffix(string(b), "\n") {
+			fi, _ := os.Stat(cred)
+			if fi.Mode().Perm() != 0o600 {
+				t.Fatalf("credential file mode %v", fi.Mode())
+			}
+			name, pw, _ := strings.Cut(strings.TrimSpace(string(b)), ":")
+			if name != "admin" {
+				t.Fatalf("credential file names %q", name)
+			}
+			password = pw
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no admin credential; output:\n%s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for !strings.Contains(out.String(), password) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the one-time password was not printed:\n%s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return addr, dataDir, password, out
+}
+
+type cliResult struct {
+	code           int
+	stdout, stderr string
+}
+
+func runAdmin(t *testing.T, stdin string, env []string, args ...string) cliResult {
+	t.Helper()
+	var o, e bytes.Buffer
+	code := adminCLI(context.Background(), args, strings.NewReader(stdin), &o, &e, env)
+	return cliResult{code, o.String(), e.String()}
+}
+
+func TestAdminCLIWholeFlowAndExitCodes(t *testing.T) {
+	addr, dataDir, pw, out := adminNode(t)
+	if !strings.Contains(out.String(), "console: https://"+addr+"/") || !strings.Contains(out.String(), "SHA-256 fingerprint") {
+		t.Fatalf("startup output lacks the console address or fingerprint:\n%s", out.String())
+	}
+	home := t.TempDir()
+	env := []string{"HOME=" + home}
+	base := []string{"--addr", addr, "--data-dir", dataDir}
+	run := func(stdin string, args ...string) cliResult { return runAdmin(t, stdin, env, append(append([]string{}, base...), args...)...) }
+
+	if r := run("", "cluster"); r.code != exitUnauthorized {
+		t.Fatalf("before login: %+v", r)
+	}
+	if r := run("wrong-password-123\n", "login", "admin"); r.code != exitUnauthorized {
+		t.Fatalf("wrong password: %+v", r)
+	}
+	if r := run(pw+"\n", "login", "admin"); r.code != exitOK || !strings.Contains(r.stdout, "one-time password") {
+		t.Fatalf("login: %+v", r)
+	}
+	tok, err := os.Stat(filepath.Join(home, ".config", "switchboard", "admin-token"))
+	if err != nil || tok.Mode().Perm() != 0o600 {
+		t.Fatalf("token file: %v %v", tok, err)
+	}
+	if r := run("", "cluster"); r.code != exitInvalid || !strings.Contains(r.stderr, "password change required") {
+		t.Fatalf("before the change: %+v", r)
+	}
+	if r := run(pw+"\nshort\n", "password"); r.code != exitInvalid || !strings.Contains(r.stderr, "new_password") {
+		t.Fatalf("weak password: %+v", r)
+	}
+	if r := run(pw+"\nSw1tchboard-Operator!\n", "password"); r.code != exitOK {
+		t.Fatalf("password: %+v", r)
+	}
+	r := run("", "--output", "json", "cluster")
+	var view struct {
+		Node    string
+		Members []struct{ Id, State string }
+	}
+	if r.code != exitOK || json.Unmarshal([]byte(r.stdout), &view) != nil || view.Node != "a1" || len(view.Members) != 1 {
+		t.Fatalf("cluster json: %+v", r)
+	}
+	if r := run("", "cluster"); r.code != exitOK || !strings.Contains(r.stdout, "members (1)") {
+		t.Fatalf("cluster table: %+v", r)
+	}
+	// An auditor API client: reads, may not write.
+	r = run("", "--output", "json", "accounts", "create", "robot", "--kind", "client", "--role", "auditor")
+	var created struct{ Credential string }
+	if r.code != exitOK || json.Unmarshal([]byte(r.stdout), &created) != nil || !strings.HasPrefix(created.Credential, "sbs_") {
+		t.Fatalf("create client: %+v", r)
+	}
+	robot := []string{"HOME=" + home, "SWITCHBOARD_ADMIN_SECRET=" + created.Credential}
+	if r := runAdmin(t, "", robot, append(base, "--client", "robot", "audit", "--limit", "3")...); r.code != exitOK || !strings.Contains(r.stdout, "entries (3)") {
+		t.Fatalf("client reads the audit log: %+v", r)
+	}
+	if r := runAdmin(t, "", robot, append(base, "--client", "robot", "accounts", "create", "x", "--kind", "admin", "--role", "auditor")...); r.code != exitDenied {
+		t.Fatalf("client creates: %+v", r)
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"accounts", "create", "robot", "--kind", "client", "--role", "auditor"}, exitConflict},
+		{[]string{"sessions", "get", "123456789"}, exitNotFound},
+		{[]string{"sessions", "get", "12"}, exitInvalid},
+		{[]string{"accounts", "create", "Bad Name", "--kind", "robot", "--role", "god"}, exitInvalid},
+		{[]string{"sessions", "frobnicate"}, exitUsage},
+		{[]string{"sessions", "history", "--nope", "1"}, exitUsage},
+		{[]string{"--output", "yaml", "cluster"}, exitUsage},
+	} {
+		if r := run("", c.args...); r.code != c.code {
+			t.Errorf("%v: exit %d, want %d (%s)", c.args, r.code, c.code, r.stderr)
+		}
+	}
+	if r := run("", "sessions", "history", "--from", "-1h", "--limit", "5"); r.code != exitOK || !strings.Contains(r.stdout, "total:") {
+		t.Fatalf("history: %+v", r)
+	}
+	if r := run("", "projections", "rebuild", "audit", "--wait"); r.code != exitOK || !strings.Contains(r.stdout, "generation:") {
+		t.Fatalf("rebuild: %+v", r)
+	}
+	// Wrong trust: a fingerprint that is not the node's.
+	if r := runAdmin(t, "", env, "--addr", addr, "--fingerprint", strings.Repeat("00", 32), "cluster"); r.code != exitUnavailable && r.code != exitError {
+		t.Fatalf("wrong fingerprint: %+v", r)
+	}
+	if r := run("", "logout"); r.code != exitOK {
+		t.Fatal(r)
+	}
+	if r := run("", "whoami"); r.code != exitUnauthorized {
+		t.Fatalf("after logout: %+v", r)
+	}
+}
