@@ -18,7 +18,7 @@ ROUNDS ?= 3
 SESSIONS ?= 64
 FAILOVER_ROUNDS ?= 10
 
-.PHONY: help build run cluster test test-short bench bench-log bench-cluster bench-session bench-failover lint fuzz proto tools clean image compose-up compose-down
+.PHONY: help build run cluster test test-short bench bench-log bench-cluster bench-session bench-failover lint fuzz proto tools clean image compose-up compose-down chaos-smoke
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -76,6 +76,12 @@ compose-up: image ## three-node cluster in Docker (deploy/compose.yaml, project 
 
 compose-down: ## stop the Docker cluster and delete its volumes (data, certificates)
 	$(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) down -v
+
+# chaos knobs: SEED (default: from the clock, printed with the replay command), CHAOS_DURATION, CHAOS_REPORT
+CHAOS_DURATION ?= 60s
+CHAOS_REPORT ?= ./data/chaos
+chaos-smoke: build ## 3 node processes, kill + pause of random/leader/session nodes over log and session workloads; fails on any violation (report in CHAOS_REPORT)
+	$(BIN)/switchboard chaos run --scenario smoke --nodes 3 --duration $(CHAOS_DURATION) $(if $(SEED),--seed $(SEED),) --driver process --report $(CHAOS_REPORT)
 
 lint: tools ## gofmt, go vet, staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -31,6 +31,7 @@ Usage:
   switchboard gossip-key           print a new random gossip encryption key (gossip.key)
   switchboard init-cluster         create a cluster's CA, node certificates, gossip key, host token and NODE.toml files (containers)
   switchboard healthcheck [URL]    exit 0 if URL (default http://127.0.0.1:7402/readyz) answers 200 (container health checks)
+  switchboard chaos run [flags]    break a local cluster on a seeded schedule and check nothing acknowledged was lost
   switchboard version              print the version
 `
 
@@ -75,6 +76,8 @@ func run(args []string) int {
 		err = initCluster(args[1:], os.Stdout)
 	case "healthcheck":
 		err = healthcheck(ctx, args[1:], os.Stdout)
+	case "chaos":
+		err = chaosCmd(ctx, args[1:], os.Stdout, os.Stderr)
 	case "version":
 		fmt.Println(version)
 	case "help", "-h", "--help":

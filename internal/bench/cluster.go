@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -34,7 +35,7 @@ type LogNode struct {
 	// SessionAddr the session WebSocket endpoint's, AdminAddr the admin
 	// console's and API's.
 	GossipAddr, ActorAddr, SessionAddr, AdminAddr string
-	Proc                               *Proc // stdout and stderr go to DIR/nI.log
+	Proc                                          *Proc // stdout and stderr go to DIR/nI.log
 }
 
 // ClusterOptions tunes StartLogClusterWith and StartEtcdClusterWith.
@@ -235,6 +236,21 @@ func (c *LogCluster) DialOption() (grpc.DialOption, error) {
 		c.dial = grpc.WithTransportCredentials(credentials.NewTLS(b.PeerConfig()))
 	})
 	return c.dial, c.dialErr
+}
+
+// CAPool returns the cluster CA as a pool, for clients of the nodes'
+// session endpoints.
+func (c *LogCluster) CAPool() (*x509.CertPool, error) {
+	path := filepath.Join(c.tlsDir, tlsutil.DefaultCACertFile)
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cluster CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("cluster CA %s: no certificate in it", path)
+	}
+	return pool, nil
 }
 
 // Addrs returns the nodes' gRPC Log API addresses.

@@ -5,7 +5,6 @@ import (
 	"context"
 	crand "crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -25,7 +24,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/switchboard-io/switchboard/cluster/tlsutil"
 	"github.com/switchboard-io/switchboard/gateway/sessionclient"
 )
 
@@ -306,15 +304,10 @@ func startSessionCluster(ctx context.Context, binary, dir string, extra []string
 	if err != nil {
 		return nil, err
 	}
-	pem, err := os.ReadFile(filepath.Join(dir, "tls", tlsutil.DefaultCACertFile))
+	pool, err := lc.CAPool()
 	if err != nil {
 		_ = lc.Stop()
-		return nil, fmt.Errorf("cluster CA: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		_ = lc.Stop()
-		return nil, fmt.Errorf("cluster CA %s: no certificate in it", filepath.Join(dir, "tls", tlsutil.DefaultCACertFile))
+		return nil, err
 	}
 	return &sessionCluster{LogCluster: lc, token: token,
 		tls:  &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},

@@ -1,0 +1,169 @@
+// Package check holds the checkers of a chaos run. They are pure functions of
+// what the workloads recorded and what the nodes hold after healing, so that
+// a test can feed them a history with a deliberate bug and see it caught.
+//
+//   - Appends: every acknowledged append is on every node, at the version it
+//     was acknowledged with; streams are dense and hold no payload twice.
+//   - Linearizable: each stream's history of appends and reads is
+//     linearizable (chaos/linear, porcupine).
+//   - Frames: every durable frame a session client sent arrived exactly once
+//     and in order at the other participant.
+package check
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/switchboard-io/switchboard/chaos/linear"
+)
+
+// Names of the checkers, as they appear in reports.
+const (
+	AppendsName = "acknowledged-appends"
+	LinearName  = "linearizable-streams"
+	FramesName  = "durable-frames"
+)
+
+// Violation is one broken promise, with the operations around it.
+type Violation struct {
+	Check   string   `json:"check"`
+	What    string   `json:"what"`
+	Context []string `json:"context,omitempty"`
+}
+
+func (v Violation) String() string { return v.Check + ": " + v.What }
+
+// Ack is an append a client saw acknowledged: Payload is at Version of Stream.
+type Ack struct {
+	Stream  string `json:"stream"`
+	Version uint64 `json:"version"`
+	Payload string `json:"payload"`
+}
+
+// Event is one event of a stream as a node returned it.
+type Event struct {
+	Version uint64
+	Payload string
+}
+
+// Appends checks the streams each node holds after healing (node → stream →
+// events in order) against the acknowledged appends.
+func Appends(acked []Ack, final map[string]map[string][]Event) []Violation {
+	var out []Violation
+	add := func(what string, ctx ...string) {
+		out = append(out, Violation{Check: AppendsName, What: what, Context: ctx})
+	}
+	nodes := sortedKeys(final)
+	for _, node := range nodes {
+		streams := final[node]
+		for _, stream := range sortedKeys(streams) {
+			seen := map[string]uint64{}
+			for i, e := range streams[stream] {
+				if e.Version != uint64(i+1) {
+					add(fmt.Sprintf("%s: %s holds version %d at position %d (gap or reorder)", node, stream, e.Version, i+1))
+					break
+				}
+				if v, dup := seen[e.Payload]; dup {
+					add(fmt.Sprintf("%s: %s holds payload %s twice (v%d and v%d)", node, stream, e.Payload, v, e.Version))
+				}
+				seen[e.Payload] = e.Version
+			}
+		}
+		for _, a := range acked {
+			evs := streams[a.Stream]
+			switch {
+			case a.Version == 0 || a.Version > uint64(len(evs)):
+				add(fmt.Sprintf("%s: acknowledged append %s (%s v%d) is missing: the stream has %d events", node, a.Payload, a.Stream, a.Version, len(evs)),
+					around(evs, a.Version)...)
+			case evs[a.Version-1].Payload != a.Payload:
+				add(fmt.Sprintf("%s: acknowledged append %s (%s v%d) is missing: v%d holds %s", node, a.Payload, a.Stream, a.Version, a.Version, evs[a.Version-1].Payload),
+					around(evs, a.Version)...)
+			}
+		}
+	}
+	return out
+}
+
+// around describes the events next to version v.
+func around(evs []Event, v uint64) []string {
+	var out []string
+	lo, hi := int(v)-3, int(v)+2
+	for i := max(lo, 0); i < min(hi, len(evs)); i++ {
+		out = append(out, fmt.Sprintf("v%d %s", evs[i].Version, evs[i].Payload))
+	}
+	return out
+}
+
+// Linearizable checks the history with porcupine within timeout; a timeout
+// is reported as a violation too (linearizability not shown).
+func Linearizable(h *linear.History, timeout time.Duration) []Violation {
+	if err := linear.Check(h, timeout); err != nil {
+		return []Violation{{Check: LinearName, What: err.Error()}}
+	}
+	return nil
+}
+
+// Direction is what one participant sent to another: frames numbered
+// 1..Sent, and the numbers the receiver got, in the order it got them.
+type Direction struct {
+	Name     string   `json:"name"` // e.g. "s1 host→guest"
+	Sent     uint64   `json:"sent"`
+	Received []uint64 `json:"-"`
+}
+
+// Frames checks that every direction delivered 1..Sent exactly once, in
+// order.
+func Frames(dirs []Direction) []Violation {
+	var out []Violation
+	for _, d := range dirs {
+		add := func(what string, ctx ...string) {
+			out = append(out, Violation{Check: FramesName, What: d.Name + ": " + what, Context: ctx})
+		}
+		count := map[uint64]int{}
+		var last uint64
+		for i, n := range d.Received {
+			count[n]++
+			switch {
+			case count[n] > 1:
+				add(fmt.Sprintf("frame %d delivered twice", n), window(d.Received, i)...)
+			case n != last+1:
+				add(fmt.Sprintf("frame %d delivered after frame %d (lost or reordered)", n, last), window(d.Received, i)...)
+			}
+			last = max(last, n)
+		}
+		var missing []uint64
+		for n := uint64(1); n <= d.Sent; n++ {
+			if count[n] == 0 {
+				missing = append(missing, n)
+			}
+		}
+		if len(missing) > 0 {
+			add(fmt.Sprintf("%d of %d frames never delivered, first %d", len(missing), d.Sent, missing[0]), window(d.Received, len(d.Received)-1)...)
+		}
+		for n := range count {
+			if n == 0 || n > d.Sent {
+				add(fmt.Sprintf("frame %d delivered but never sent (%d sent)", n, d.Sent))
+			}
+		}
+	}
+	return out
+}
+
+// window describes the deliveries around index i.
+func window(recv []uint64, i int) []string {
+	var out []string
+	for j := max(i-3, 0); j < min(i+3, len(recv)); j++ {
+		out = append(out, fmt.Sprintf("delivery %d: frame %d", j+1, recv[j]))
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,224 @@
+// Package nemesis plans the faults of a chaos run: a scenario names which
+// faults may happen (kill -9 or pause, of a random node, the Raft leader or a
+// session client's node) and how often, and Plan turns it and a seed into a
+// schedule. The schedule is a pure function of (scenario, seed, duration), so
+// a failing run can be replayed with the same faults at the same offsets;
+// only the resolution of "leader" and "session" targets depends on the run.
+//
+// Faults never overlap: one node at most is down at a time, so a cluster of
+// three keeps its Raft majority and every fault tests recovery rather than
+// unavailability.
+package nemesis
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Kind is what a fault does to its node.
+type Kind string
+
+const (
+	// Kill sends SIGKILL to the node's process; it is restarted, with its
+	// data, when the fault ends.
+	Kill Kind = "kill"
+	// Pause stops the node's process (SIGSTOP) and resumes it (SIGCONT)
+	// when the fault ends: long enough and the others declare it dead while
+	// it still holds its state.
+	Pause Kind = "pause"
+)
+
+// Target says which node a fault hits; resolved when the fault starts.
+type Target string
+
+const (
+	Random  Target = "random"  // any running node (chosen by the fault's Pick)
+	Leader  Target = "leader"  // the Raft leader
+	Session Target = "session" // the node a session client is connected to
+)
+
+// Choice is one kind of fault a scenario may draw, with its relative weight.
+type Choice struct {
+	Kind   Kind    `json:"kind"`
+	Target Target  `json:"target"`
+	Weight float64 `json:"weight"`
+}
+
+// Scenario describes the faults of a run. Gaps between faults are drawn
+// uniformly from [MinGap, MaxGap], fault durations from [MinDown, MaxDown].
+type Scenario struct {
+	Name    string   `json:"name"`
+	Faults  []Choice `json:"faults"`
+	MinGap  Duration `json:"min_gap"`
+	MaxGap  Duration `json:"max_gap"`
+	MinDown Duration `json:"min_down"`
+	MaxDown Duration `json:"max_down"`
+	// Settle is the quiet time at the start (the workload warms up) and at
+	// the end (after the last fault healed) of a run.
+	Settle Duration `json:"settle"`
+}
+
+// Duration is a time.Duration written as "1.5s" in scenario files.
+type Duration time.Duration
+
+// MarshalJSON writes d as a Go duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads a Go duration string ("2s", "500ms").
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("nemesis: duration: %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("nemesis: duration: %w", err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func sec(s float64) Duration { return Duration(s * float64(time.Second)) }
+
+// builtins are the scenarios known by name.
+var builtins = map[string]Scenario{
+	// kill: kill -9 of random nodes, the leader and session nodes.
+	"kill": {Name: "kill", Faults: []Choice{{Kill, Random, 1}, {Kill, Leader, 1}, {Kill, Session, 1}},
+		MinGap: sec(2), MaxGap: sec(5), MinDown: sec(1), MaxDown: sec(4), Settle: sec(3)},
+	// pause: SIGSTOP/SIGCONT of random nodes and the leader, some short
+	// (refuted suspicion), some long enough to be declared dead.
+	"pause": {Name: "pause", Faults: []Choice{{Pause, Random, 1}, {Pause, Leader, 1}, {Pause, Session, 1}},
+		MinGap: sec(2), MaxGap: sec(5), MinDown: sec(0.5), MaxDown: sec(5), Settle: sec(3)},
+	// smoke: everything, for make chaos-smoke.
+	"smoke": {Name: "smoke", Faults: []Choice{{Kill, Random, 1}, {Kill, Leader, 1}, {Kill, Session, 1},
+		{Pause, Random, 1}, {Pause, Leader, 1}},
+		MinGap: sec(2), MaxGap: sec(4), MinDown: sec(1), MaxDown: sec(4), Settle: sec(3)},
+	// none: no faults (a baseline; the checkers must pass).
+	"none": {Name: "none", MinGap: sec(1), MaxGap: sec(1), MinDown: sec(1), MaxDown: sec(1), Settle: sec(1)},
+}
+
+// Builtins lists the names of the built-in scenarios.
+func Builtins() []string {
+	var out []string
+	for n := range builtins {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Load returns the built-in scenario called nameOrFile or, if there is none
+// of that name, reads a JSON scenario file.
+func Load(nameOrFile string) (Scenario, error) {
+	if sc, ok := builtins[nameOrFile]; ok {
+		return sc, nil
+	}
+	b, err := os.ReadFile(nameOrFile)
+	if err != nil {
+		return Scenario{}, fmt.Errorf("nemesis: scenario %q is neither built in (%s) nor a readable file: %w",
+			nameOrFile, strings.Join(Builtins(), ", "), err)
+	}
+	var sc Scenario
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&sc); err != nil {
+		return Scenario{}, fmt.Errorf("nemesis: scenario file %s: %w", nameOrFile, err)
+	}
+	if sc.Name == "" {
+		sc.Name = nameOrFile
+	}
+	if err := sc.Validate(); err != nil {
+		return Scenario{}, fmt.Errorf("scenario file %s: %w", nameOrFile, err)
+	}
+	return sc, nil
+}
+
+// Validate reports every problem of the scenario at once.
+func (sc Scenario) Validate() error {
+	var errs []error
+	for i, c := range sc.Faults {
+		if c.Kind != Kill && c.Kind != Pause {
+			errs = append(errs, fmt.Errorf("faults[%d].kind %q: want kill or pause", i, c.Kind))
+		}
+		if c.Target != Random && c.Target != Leader && c.Target != Session {
+			errs = append(errs, fmt.Errorf("faults[%d].target %q: want random, leader or session", i, c.Target))
+		}
+		if c.Weight <= 0 {
+			errs = append(errs, fmt.Errorf("faults[%d].weight %v: must be positive", i, c.Weight))
+		}
+	}
+	if sc.MinGap <= 0 || sc.MaxGap < sc.MinGap {
+		errs = append(errs, fmt.Errorf("min_gap %v, max_gap %v: need 0 < min_gap <= max_gap", time.Duration(sc.MinGap), time.Duration(sc.MaxGap)))
+	}
+	if sc.MinDown <= 0 || sc.MaxDown < sc.MinDown {
+		errs = append(errs, fmt.Errorf("min_down %v, max_down %v: need 0 < min_down <= max_down", time.Duration(sc.MinDown), time.Duration(sc.MaxDown)))
+	}
+	if sc.Settle < 0 {
+		errs = append(errs, fmt.Errorf("settle %v: must not be negative", time.Duration(sc.Settle)))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("nemesis: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// Fault is one planned fault.
+type Fault struct {
+	At     time.Duration `json:"at"`  // offset from the start of the run
+	For    time.Duration `json:"for"` // how long the node stays down or paused
+	Kind   Kind          `json:"kind"`
+	Target Target        `json:"target"`
+	// Pick chooses among the candidate nodes when the fault starts (index
+	// Pick mod the number of candidates), so random targets replay too.
+	Pick uint32 `json:"pick"`
+}
+
+func (f Fault) String() string {
+	return fmt.Sprintf("%s %s at %v for %v", f.Kind, f.Target, f.At.Round(time.Millisecond), f.For.Round(time.Millisecond))
+}
+
+// Plan returns the faults of a run of the given duration: the first after
+// Settle, each next one a gap after the previous one healed, none healing
+// later than duration - Settle. The same arguments always give the same plan.
+func Plan(sc Scenario, seed uint64, duration time.Duration) []Fault {
+	if len(sc.Faults) == 0 {
+		return nil
+	}
+	rng := rand.New(rand.NewPCG(seed, 0x6e656d65736973)) // "nemesis"
+	var total float64
+	for _, c := range sc.Faults {
+		total += c.Weight
+	}
+	between := func(lo, hi Duration) time.Duration {
+		if hi <= lo {
+			return time.Duration(lo)
+		}
+		return time.Duration(lo) + time.Duration(rng.Int64N(int64(hi-lo)+1))
+	}
+	var out []Fault
+	at := time.Duration(sc.Settle)
+	end := duration - time.Duration(sc.Settle)
+	for {
+		x := rng.Float64() * total
+		c := sc.Faults[len(sc.Faults)-1]
+		for _, ch := range sc.Faults {
+			if x < ch.Weight {
+				c = ch
+				break
+			}
+			x -= ch.Weight
+		}
+		f := Fault{At: at, For: between(sc.MinDown, sc.MaxDown), Kind: c.Kind, Target: c.Target, Pick: rng.Uint32()}
+		if f.At+f.For > end {
+			return out
+		}
+		out = append(out, f)
+		at = f.At + f.For + between(sc.MinGap, sc.MaxGap)
+	}
+}

@@ -1,0 +1,148 @@
+package runner
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/switchboard-io/switchboard/events/eventspb"
+	"github.com/switchboard-io/switchboard/gateway/sessionclient"
+	"github.com/switchboard-io/switchboard/internal/bench"
+)
+
+// Driver runs the cluster under test. Node indexes are 0..Nodes()-1.
+type Driver interface {
+	// Nodes returns the node ids.
+	Nodes() []string
+	// LogClients returns a gRPC client of every node's API, by index.
+	LogClients() []eventspb.LogClient
+	// SessionClient returns how session clients reach every node, and the
+	// host token.
+	SessionClient() (sessionclient.Config, string)
+	// Kill kills node i outright (kill -9); Restart starts it again with
+	// its data.
+	Kill(i int) error
+	Restart(ctx context.Context, i int) error
+	// Pause freezes node i (SIGSTOP); Resume thaws it (SIGCONT).
+	Pause(i int) error
+	Resume(i int) error
+	// Up reports whether node i is running and not paused.
+	Up(i int) bool
+	// Leader returns the index of the Raft leader (within ctx).
+	Leader(ctx context.Context) (int, error)
+	// WaitReady waits until every running node answers /readyz 200.
+	WaitReady(ctx context.Context, timeout time.Duration) error
+	// Stop stops every node.
+	Stop() error
+}
+
+// processDriver runs nodes as processes of the project's binary on
+// loopback (internal/bench's LogCluster: own CA, free ports, logs in dir).
+type processDriver struct {
+	c      *bench.LogCluster
+	conns  []*grpc.ClientConn
+	logs   []eventspb.LogClient
+	token  string
+	tls    *tls.Config
+	paused []bool
+}
+
+var _ Driver = (*processDriver)(nil)
+
+// startProcess starts n nodes of binary with data and logs under dir.
+func startProcess(ctx context.Context, binary string, n int, dir string, extra []string, log *slog.Logger) (*processDriver, error) {
+	var tok [16]byte
+	if _, err := rand.Read(tok[:]); err != nil {
+		return nil, fmt.Errorf("process driver: %w", err)
+	}
+	d := &processDriver{token: hex.EncodeToString(tok[:]), paused: make([]bool, n)}
+	args := append([]string{"--session-host-tokens", "chaos:" + d.token}, extra...)
+	c, err := bench.StartLogClusterWith(ctx, binary, n, dir, bench.ClusterOptions{ExtraArgs: args, ReadyTimeout: 90 * time.Second, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("process driver: %w", err)
+	}
+	d.c = c
+	pool, err := c.CAPool()
+	if err != nil {
+		_ = c.Stop()
+		return nil, fmt.Errorf("process driver: %w", err)
+	}
+	d.tls = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	dial, err := c.DialOption()
+	if err != nil {
+		_ = c.Stop()
+		return nil, fmt.Errorf("process driver: %w", err)
+	}
+	for _, addr := range c.Addrs() {
+		cc, err := grpc.NewClient(addr, dial)
+		if err != nil {
+			_ = d.Stop()
+			return nil, fmt.Errorf("process driver: dial %s: %w", addr, err)
+		}
+		d.conns = append(d.conns, cc)
+		d.logs = append(d.logs, eventspb.NewLogClient(cc))
+	}
+	return d, nil
+}
+
+func (d *processDriver) Nodes() []string {
+	out := make([]string, len(d.c.Nodes))
+	for i, nd := range d.c.Nodes {
+		out[i] = nd.ID
+	}
+	return out
+}
+
+func (d *processDriver) LogClients() []eventspb.LogClient { return d.logs }
+
+func (d *processDriver) SessionClient() (sessionclient.Config, string) {
+	var nodes []string
+	for _, nd := range d.c.Nodes {
+		nodes = append(nodes, nd.SessionAddr)
+	}
+	return sessionclient.Config{Nodes: nodes, TLS: d.tls, GiveUpAfter: 2 * time.Minute}, d.token
+}
+
+func (d *processDriver) Kill(i int) error { return d.c.Kill(i) }
+
+func (d *processDriver) Restart(ctx context.Context, i int) error { return d.c.Restart(ctx, i) }
+
+func (d *processDriver) Pause(i int) error {
+	if err := d.c.Nodes[i].Proc.Signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	d.paused[i] = true
+	return nil
+}
+
+func (d *processDriver) Resume(i int) error {
+	d.paused[i] = false
+	return d.c.Nodes[i].Proc.Signal(syscall.SIGCONT)
+}
+
+func (d *processDriver) Up(i int) bool { return d.c.Nodes[i].Proc.Running() && !d.paused[i] }
+
+func (d *processDriver) Leader(ctx context.Context) (int, error) { return d.c.Leader(ctx) }
+
+func (d *processDriver) WaitReady(ctx context.Context, timeout time.Duration) error {
+	return d.c.WaitReady(ctx, timeout)
+}
+
+func (d *processDriver) Stop() error {
+	for i := range d.paused {
+		if d.paused[i] {
+			_ = d.Resume(i)
+		}
+	}
+	for _, cc := range d.conns {
+		cc.Close()
+	}
+	return d.c.Stop()
+}

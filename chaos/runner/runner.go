@@ -1,0 +1,350 @@
+// Package runner runs a chaos scenario against a real cluster: it starts the
+// nodes through a driver, runs the workloads, injects the faults the
+// scenario and seed plan, heals everything, waits for the cluster to
+// converge, runs the checkers and writes the report (chaos/report).
+//
+// Drivers: "process" (node processes of the project's binary on loopback).
+// The docker and netns drivers, network nemeses and the HTML report are
+// still to come (issue 6).
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/switchboard-io/switchboard/chaos/check"
+	"github.com/switchboard-io/switchboard/chaos/nemesis"
+	"github.com/switchboard-io/switchboard/chaos/report"
+	"github.com/switchboard-io/switchboard/chaos/workload"
+)
+
+// Options of a run.
+type Options struct {
+	Scenario string        // built-in name or JSON file (nemesis.Load)
+	Nodes    int           // cluster size (default 3)
+	Duration time.Duration // workload and faults (default 60 s)
+	Seed     uint64        // plans the faults and the workload's choices
+	Driver   string        // "process"
+	Report   string        // directory for report.json and the nodes' data and logs
+	Binary   string        // switchboard binary the nodes run
+	NodeArgs []string      // extra arguments for every node
+	Sessions int           // session pairs (default 2; 0 with NoSessions)
+	// NoSessions runs the log workload alone.
+	NoSessions bool
+	// LogGroups × LogClientsPerGroup log clients (defaults 2 × 3).
+	LogGroups, LogClientsPerGroup int
+	// ConvergeTimeout bounds the wait for every node to be ready again
+	// after healing, and for frames in flight to arrive (default 90 s).
+	ConvergeTimeout time.Duration
+	// LinearTimeout bounds the linearizability check (default 2 min).
+	LinearTimeout time.Duration
+	Logger        *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.Nodes == 0 {
+		o.Nodes = 3
+	}
+	if o.Duration == 0 {
+		o.Duration = time.Minute
+	}
+	if o.Driver == "" {
+		o.Driver = "process"
+	}
+	if o.Sessions == 0 && !o.NoSessions {
+		o.Sessions = 2
+	}
+	if o.ConvergeTimeout == 0 {
+		o.ConvergeTimeout = 90 * time.Second
+	}
+	if o.LinearTimeout == 0 {
+		o.LinearTimeout = 2 * time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// Validate reports every bad option at once.
+func (o Options) Validate() error {
+	var errs []error
+	if o.Nodes < 3 || o.Nodes > 9 {
+		errs = append(errs, fmt.Errorf("--nodes %d: must be 3..9 (faults take one node at a time; a majority must remain)", o.Nodes))
+	}
+	if o.Duration < 5*time.Second {
+		errs = append(errs, fmt.Errorf("--duration %v: must be at least 5s", o.Duration))
+	}
+	if o.Driver != "process" {
+		errs = append(errs, fmt.Errorf("--driver %q: only process is implemented (docker and netns are not yet)", o.Driver))
+	}
+	if o.Report == "" {
+		errs = append(errs, errors.New("--report: a directory for the report and the nodes' data is required"))
+	}
+	if o.Binary == "" {
+		errs = append(errs, errors.New("binary: the switchboard binary to run the nodes with is required"))
+	}
+	if _, err := nemesis.Load(o.Scenario); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("chaos: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// ReplayCommand is the command line that runs o again.
+func (o Options) ReplayCommand() string {
+	o = o.withDefaults()
+	cmd := fmt.Sprintf("switchboard chaos run --scenario %s --nodes %d --duration %v --seed %d --driver %s --report %s",
+		o.Scenario, o.Nodes, o.Duration, o.Seed, o.Driver, o.Report)
+	if o.NoSessions {
+		cmd += " --sessions 0"
+	} else if o.Sessions != 2 {
+		cmd += fmt.Sprintf(" --sessions %d", o.Sessions)
+	}
+	if len(o.NodeArgs) > 0 {
+		cmd += fmt.Sprintf(" --node-args %q", strings.Join(o.NodeArgs, " "))
+	}
+	return cmd
+}
+
+// ErrViolations is returned (wrapped) when a checker found a violation or
+// the run could not be completed.
+var ErrViolations = errors.New("chaos: the run failed")
+
+// Run runs the scenario and returns its report, written to o.Report. The
+// error wraps ErrViolations when a checker found something.
+func Run(ctx context.Context, o Options) (*report.Report, error) {
+	o = o.withDefaults()
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	sc, _ := nemesis.Load(o.Scenario)
+	log := o.Logger.With("component", "chaos")
+	plan := nemesis.Plan(sc, o.Seed, o.Duration)
+	log.Info("plan", "scenario", sc.Name, "seed", o.Seed, "faults", len(plan), "duration", o.Duration)
+	for _, f := range plan {
+		log.Debug("planned fault", "fault", f.String())
+	}
+
+	clusterDir := filepath.Join(o.Report, "cluster")
+	if err := os.RemoveAll(clusterDir); err != nil {
+		return nil, fmt.Errorf("chaos: %w", err)
+	}
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+	d, err := startProcess(runCtx, o.Binary, o.Nodes, clusterDir, o.NodeArgs, log)
+	if err != nil {
+		return nil, fmt.Errorf("chaos: %w", err)
+	}
+	defer func() {
+		if err := d.Stop(); err != nil {
+			log.Warn("stopping the cluster", "err", err)
+		}
+	}()
+
+	rep := report.New(time.Now())
+	rep.Scenario, rep.Seed, rep.Nodes, rep.Driver, rep.Duration = sc.Name, o.Seed, o.Nodes, o.Driver, o.Duration
+	rep.Replay, rep.Dir, rep.Plan = o.ReplayCommand(), clusterDir, plan
+	fail := func(format string, a ...any) {
+		msg := fmt.Sprintf(format, a...)
+		log.Error(msg)
+		rep.Errors = append(rep.Errors, msg)
+	}
+
+	// Workloads.
+	logW := workload.NewLog(workload.LogConfig{Nodes: d.LogClients(), Prefix: fmt.Sprintf("chaos-%d-%d", o.Seed, rep.Started.UnixNano()),
+		Groups: o.LogGroups, ClientsPerGroup: o.LogClientsPerGroup, Seed: o.Seed, Logger: log})
+	logW.OnOp = rep.Note
+	var sessions *workload.Sessions
+	if !o.NoSessions {
+		cfg, token := d.SessionClient()
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		sessions, err = workload.OpenSessions(octx, workload.SessionsConfig{Client: cfg, Token: token, Pairs: o.Sessions, Logger: log})
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("chaos: %w", err)
+		}
+		defer sessions.Close()
+	}
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { logW.Run(loadCtx) })
+	if sessions != nil {
+		wg.Go(func() { sessions.Run(loadCtx) })
+	}
+
+	// Faults, on schedule; then heal whatever is still broken.
+	rep.Faults = inject(runCtx, d, plan, rep, sessions, log)
+	if wait := time.Until(rep.Started.Add(o.Duration)); wait > 0 {
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
+	stopLoad()
+	wg.Wait()
+	log.Info("workload stopped", "log", fmt.Sprintf("%+v", logW.Stats()))
+	for i := range d.Nodes() {
+		if !d.Up(i) {
+			fail("node %s still down at the end of the run (a fault did not heal)", d.Nodes()[i])
+		}
+	}
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("chaos: interrupted: %w", ctx.Err())
+	}
+
+	// Converge, then check.
+	if err := d.WaitReady(ctx, o.ConvergeTimeout); err != nil {
+		fail("cluster did not converge: %v", err)
+	}
+	if sessions != nil {
+		fctx, cancel := context.WithTimeout(ctx, o.ConvergeTimeout)
+		if err := sessions.Finish(fctx); err != nil {
+			fail("sessions: %v", err)
+		}
+		cancel()
+		if err := sessions.Errors(); err != nil {
+			fail("session clients: %v", err)
+		}
+	}
+	final := map[string]map[string][]check.Event{}
+	streams := logW.Streams()
+	for i, c := range d.LogClients() {
+		rctx, cancel := context.WithTimeout(ctx, o.ConvergeTimeout)
+		got, err := workload.ReadAll(rctx, c, streams)
+		cancel()
+		if err != nil {
+			fail("final read on %s: %v", d.Nodes()[i], err)
+			continue
+		}
+		final[d.Nodes()[i]] = got
+	}
+	acked := logW.Acked()
+	rep.AddCheck(check.AppendsName, fmt.Sprintf("%d acknowledged appends on %d streams × %d nodes", len(acked), len(streams), len(final)),
+		check.Appends(acked, final))
+	rep.AddCheck(check.LinearName, fmt.Sprintf("%d operations", logW.History.Len()),
+		check.Linearizable(logW.History, o.LinearTimeout))
+	work := map[string]any{"log": logW.Stats()}
+	if sessions != nil {
+		dirs := sessions.Directions()
+		st := sessions.Stats()
+		rep.AddCheck(check.FramesName, fmt.Sprintf("%d frames in %d directions", st.FramesSent, len(dirs)), check.Frames(dirs))
+		work["sessions"] = st
+	}
+	rep.Workload = work
+	rep.Finish(time.Now())
+	path, werr := rep.Write(o.Report)
+	if werr != nil {
+		return rep, werr
+	}
+	log.Info("report written", "path", path, "pass", rep.Pass)
+	if !rep.Pass {
+		return rep, fmt.Errorf("%w: %d violations, %d errors (%s)", ErrViolations, rep.Violations(), len(rep.Errors), path)
+	}
+	return rep, nil
+}
+
+// inject runs the plan against the driver and returns what happened.
+func inject(ctx context.Context, d Driver, plan []nemesis.Fault, rep *report.Report, sessions *workload.Sessions, log *slog.Logger) []report.FaultRecord {
+	var out []report.FaultRecord
+	for _, f := range plan {
+		if !sleepUntil(ctx, rep.Started.Add(f.At)) {
+			return out
+		}
+		rec := report.FaultRecord{Fault: f, Started: rep.Since(time.Now())}
+		i, why := resolve(ctx, d, f, sessions)
+		if i < 0 {
+			rec.Note = "no target: " + why
+			rec.Healed = rec.Started
+			out = append(out, rec)
+			log.Warn("fault skipped", "fault", f.String(), "why", why)
+			continue
+		}
+		rec.Node = d.Nodes()[i]
+		var err error
+		if f.Kind == nemesis.Kill {
+			err = d.Kill(i)
+		} else {
+			err = d.Pause(i)
+		}
+		if err != nil {
+			rec.Note = err.Error()
+		}
+		log.Info("fault", "kind", f.Kind, "target", f.Target, "node", rec.Node, "for", f.For, "note", rec.Note)
+		sleepUntil(ctx, time.Now().Add(f.For))
+		if f.Kind == nemesis.Kill {
+			err = d.Restart(ctx, i)
+		} else {
+			err = d.Resume(i)
+		}
+		rec.Healed = rep.Since(time.Now())
+		if err != nil {
+			rec.Note = strings.TrimSpace(rec.Note + " heal: " + err.Error())
+			log.Error("heal failed", "node", rec.Node, "err", err)
+		}
+		out = append(out, rec)
+	}
+	return out
+}
+
+// resolve picks the node a fault hits: among the nodes that are up, the
+// leader, a session client's node, or any (by the fault's Pick).
+func resolve(ctx context.Context, d Driver, f nemesis.Fault, sessions *workload.Sessions) (int, string) {
+	var up []int
+	for i := range d.Nodes() {
+		if d.Up(i) {
+			up = append(up, i)
+		}
+	}
+	if len(up) == 0 {
+		return -1, "no node is up"
+	}
+	switch f.Target {
+	case nemesis.Leader:
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		i, err := d.Leader(lctx)
+		if err != nil {
+			return -1, err.Error()
+		}
+		return i, ""
+	case nemesis.Session:
+		if sessions == nil {
+			return -1, "no session workload"
+		}
+		var cands []int
+		for _, id := range sessions.Nodes() {
+			for i, n := range d.Nodes() {
+				if n == id && d.Up(i) {
+					cands = append(cands, i)
+				}
+			}
+		}
+		if len(cands) == 0 {
+			return -1, "no session client on a running node"
+		}
+		return cands[int(f.Pick)%len(cands)], ""
+	}
+	return up[int(f.Pick)%len(up)], ""
+}
+
+// sleepUntil waits until t or ctx ends; false if ctx ended.
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	timer := time.NewTimer(time.Until(t))
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-timer.C:
+		return true
+	}
+}

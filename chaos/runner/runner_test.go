@@ -1,0 +1,95 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-io/switchboard/chaos/check"
+	"github.com/switchboard-io/switchboard/chaos/report"
+)
+
+// A short run of the kill scenario against three node processes: faults
+// happen as planned, every checker runs and passes, and the report on disk
+// says so and holds the command that replays the run.
+func TestProcessRunKillScenario(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts node processes: skipped under -short")
+	}
+	bin := filepath.Join(t.TempDir(), "switchboard")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/switchboard").CombinedOutput(); err != nil {
+		t.Fatalf("build switchboard: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	o := Options{Scenario: "kill", Duration: 20 * time.Second, Seed: 7, Report: dir, Binary: bin, Sessions: 1,
+		LogGroups: 2, LogClientsPerGroup: 2, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	rep, err := Run(ctx, o)
+	if err != nil {
+		if rep != nil {
+			t.Log(rep.Summary())
+		}
+		for _, n := range []string{"n1", "n2", "n3"} {
+			if b, rerr := os.ReadFile(filepath.Join(dir, "cluster", n+".log")); rerr == nil {
+				t.Logf("--- %s log tail ---\n%s", n, tail(string(b), 3000))
+			}
+		}
+		t.Fatal(err)
+	}
+	t.Log(rep.Summary())
+	if len(rep.Plan) == 0 || len(rep.Faults) != len(rep.Plan) {
+		t.Fatalf("planned %d faults, injected %d", len(rep.Plan), len(rep.Faults))
+	}
+	for _, f := range rep.Faults {
+		if f.Node == "" || f.Healed <= f.Started {
+			t.Errorf("fault %+v did not hit a node and heal", f)
+		}
+	}
+	var names []string
+	for _, c := range rep.Checks {
+		names = append(names, c.Name)
+	}
+	if want := []string{check.AppendsName, check.LinearName, check.FramesName}; strings.Join(names, ",") != strings.Join(want, ",") {
+		t.Errorf("checks %v, want %v", names, want)
+	}
+
+	b, err := os.ReadFile(filepath.Join(dir, report.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var onDisk struct {
+		Pass   bool   `json:"pass"`
+		Replay string `json:"replay"`
+		Seed   uint64 `json:"seed"`
+	}
+	if err := json.Unmarshal(b, &onDisk); err != nil {
+		t.Fatal(err)
+	}
+	if !onDisk.Pass || onDisk.Seed != 7 || !strings.Contains(onDisk.Replay, "--scenario kill --nodes 3 --duration 20s --seed 7 --driver process") {
+		t.Errorf("report on disk: %+v", onDisk)
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+func TestOptionsValidateReportsEveryProblem(t *testing.T) {
+	err := Options{Scenario: "nope", Nodes: 2, Duration: time.Second, Driver: "docker"}.Validate()
+	for _, want := range []string{"--nodes 2", "--duration 1s", `--driver "docker"`, "--report", "binary", `scenario "nope"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
+	}
+}
