@@ -83,7 +83,9 @@ func TestAdminCLIWholeFlowAndExitCodes(t *testing.T) {
 	home := t.TempDir()
 	env := []string{"HOME=" + home}
 	base := []string{"--addr", addr, "--data-dir", dataDir}
-	run := func(stdin string, args ...string) cliResult { return runAdmin(t, stdin, env, append(append([]string{}, base...), args...)...) }
+	run := func(stdin string, args ...string) cliResult {
+		return runAdmin(t, stdin, env, append(append([]string{}, base...), args...)...)
+	}
 
 	if r := run("", "cluster"); r.code != exitUnauthorized {
 		t.Fatalf("before login: %+v", r)

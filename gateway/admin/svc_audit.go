@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -60,11 +61,13 @@ func eventDetails(ev events.RecordedEvent) string {
 	if err := proto.Unmarshal(ev.Data, m); err != nil {
 		return fmt.Sprintf(`{"_undecodable":%q}`, err.Error())
 	}
-	b, err := json.Marshal(redacted(m.ProtoReflect()))
-	if err != nil {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // shown as text; the console's templates escape
+	if err := enc.Encode(redacted(m.ProtoReflect())); err != nil {
 		return fmt.Sprintf(`{"_error":%q}`, err.Error())
 	}
-	return string(b)
+	return strings.TrimSpace(b.String())
 }
 
 func redacted(m protoreflect.Message) map[string]any {

@@ -206,7 +206,7 @@ func (c *Console) render(w http.ResponseWriter, code int, name string, data any)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self'; script-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Referrer-Policy", "no-referrer")
+	w.Header().Set("Referrer-Policy", "same-origin") // "no-referrer" would make browsers send Origin: null on our own forms
 	w.WriteHeader(code)
 	if err := c.tmpl.ExecuteTemplate(w, name, data); err != nil {
 		c.log.Error("console template", "template", name, "err", err)
