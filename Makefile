@@ -18,7 +18,7 @@ ROUNDS ?= 3
 SESSIONS ?= 64
 FAILOVER_ROUNDS ?= 10
 
-.PHONY: help build run cluster test test-short bench bench-log bench-cluster bench-session bench-failover lint fuzz proto tools clean image compose-up compose-down chaos-smoke
+.PHONY: help build run cluster test test-short bench bench-log bench-cluster bench-session bench-failover bench-gateway lint fuzz proto tools clean image compose-up compose-down chaos-smoke
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -39,7 +39,7 @@ test: ## the whole test suite, race detector on; then the norace tests (races in
 test-short: ## quick unit tests only
 	$(GO) test -short -count=1 ./...
 
-bench: bench-log bench-cluster bench-session bench-failover ## every benchmark (machine-readable BENCH lines)
+bench: bench-log bench-cluster bench-session bench-failover bench-gateway ## every benchmark (machine-readable BENCH lines)
 
 bench-log: build ## 3-node event log vs (PEER=etcd) a 3-member etcd; CLIENTS=1,16,64,256 DURATION=10s ROUNDS=3
 	$(BIN)/switchboard bench log --binary $(BIN)/switchboard --clients $(CLIENTS) --duration $(DURATION) --peer $(PEER) --rounds $(ROUNDS)
@@ -50,6 +50,9 @@ bench-cluster: ## node ready time, log replay time, cold grain activation p50/p9
 
 bench-session: build ## relayed sessions over 3 nodes: durable and stream frames/s, p50/p99; PEER=nginx compares with nginx proxying a WebSocket echo; SESSIONS=64 DURATION=10s ROUNDS=3
 	$(BIN)/switchboard bench session --binary $(BIN)/switchboard --sessions $(SESSIONS) --duration $(DURATION) --peer $(if $(filter nginx,$(PEER)),nginx,none) --rounds $(ROUNDS)
+
+bench-gateway: build ## admin view latency (p50/p99 per view) through the admin API with 1M events and 10k sessions in the log; GATEWAY_BENCH_ARGS=--events=100000 scales down
+	$(BIN)/switchboard bench gateway --binary $(BIN)/switchboard $(GATEWAY_BENCH_ARGS)
 
 bench-failover: build ## session resume time when the guest's or the grain's node is killed (kill -9); fails on loss, duplicates or p99 > 2 s; FAILOVER_ROUNDS=10
 	$(BIN)/switchboard bench failover --binary $(BIN)/switchboard --rounds $(FAILOVER_ROUNDS)

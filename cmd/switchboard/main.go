@@ -27,6 +27,7 @@ Usage:
   switchboard bench cluster        node ready, log replay and grain activation times (-tags testkinds binary)
   switchboard bench session        relayed session throughput and latency (3 local nodes; --peer nginx compares)
   switchboard bench failover       session resume time when nodes are killed (3 local nodes)
+  switchboard bench gateway        admin view latency with 1M events and 10k sessions in the log (1 node)
   switchboard tls ca|cert create   create the cluster CA or a node certificate (node-to-node mutual TLS)
   switchboard gossip-key           print a new random gossip encryption key (gossip.key)
   switchboard init-cluster         create a cluster's CA, node certificates, gossip key, host token and NODE.toml files (containers)
@@ -64,8 +65,10 @@ func run(args []string) int {
 			err = bench.RunSession(ctx, args[2:], os.Stdout)
 		case len(args) >= 2 && args[1] == "failover":
 			err = bench.RunFailover(ctx, args[2:], os.Stdout)
+		case len(args) >= 2 && args[1] == "gateway":
+			err = bench.RunGateway(ctx, args[2:], os.Stdout)
 		default:
-			fmt.Fprint(os.Stderr, "usage: switchboard bench log|cluster|session|failover [flags]\n")
+			fmt.Fprint(os.Stderr, "usage: switchboard bench log|cluster|session|failover|gateway [flags]\n")
 			return 2
 		}
 	case "tls":
