@@ -36,8 +36,9 @@ type Report struct {
 	Plan   []nemesis.Fault `json:"plan"`
 	Faults []FaultRecord   `json:"faults"`
 
-	Workload any      `json:"workload"` // the workloads' counts
-	Seconds  []Second `json:"seconds"`  // availability and latency per second
+	Workload any             `json:"workload"` // the workloads' counts
+	Seconds  []Second        `json:"seconds"`  // availability and latency per second
+	Resumes  []time.Duration `json:"resumes"`  // when session clients resumed (offsets)
 
 	Checks []Check  `json:"checks"`
 	Errors []string `json:"errors,omitempty"` // what went wrong outside the checkers (a node that would not restart, …)
@@ -102,6 +103,15 @@ func (r *Report) Note(outcome string, latency time.Duration) {
 	ms := float64(latency) / float64(time.Millisecond)
 	b.sumMs += ms
 	b.MaxMs = max(b.MaxMs, ms)
+}
+
+// NoteResumes records n session resumes seen now.
+func (r *Report) NoteResumes(n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for range n {
+		r.Resumes = append(r.Resumes, time.Since(r.start))
+	}
 }
 
 // Since returns the offset of t from the start of the run.

@@ -177,9 +177,13 @@ func Run(ctx context.Context, o Options) (*report.Report, error) {
 	}
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Go(func() { logW.Run(loadCtx) })
+	wg.Go(func() { logW.Run(loadCtx, ctx) })
 	if sessions != nil {
 		wg.Go(func() { sessions.Run(loadCtx) })
+	}
+
+	if sessions != nil {
+		wg.Go(func() { watchResumes(loadCtx, sessions, rep) })
 	}
 
 	// Faults, on schedule; then heal whatever is still broken.
@@ -246,6 +250,9 @@ func Run(ctx context.Context, o Options) (*report.Report, error) {
 	if werr != nil {
 		return rep, werr
 	}
+	if _, err := rep.WriteHTML(o.Report); err != nil {
+		return rep, err
+	}
 	log.Info("report written", "path", path, "pass", rep.Pass)
 	if !rep.Pass {
 		return rep, fmt.Errorf("%w: %d violations, %d errors (%s)", ErrViolations, rep.Violations(), len(rep.Errors), path)
@@ -296,17 +303,17 @@ func inject(ctx context.Context, d Driver, plan []nemesis.Fault, rep *report.Rep
 	return out
 }
 
-// resolve picks the node a fault hits: among the nodes that are up, the
-// leader, a session client's node, or any (by the fault's Pick).
+// resolve picks the node a fault hits: the leader, a session client's node,
+// or any (by the fault's Pick). While a node is down (an earlier fault did
+// not heal) no fault is injected: faults take one node at a time, so that a
+// majority always remains.
 func resolve(ctx context.Context, d Driver, f nemesis.Fault, sessions *workload.Sessions) (int, string) {
 	var up []int
-	for i := range d.Nodes() {
-		if d.Up(i) {
-			up = append(up, i)
+	for i, n := range d.Nodes() {
+		if !d.Up(i) {
+			return -1, n + " is still down"
 		}
-	}
-	if len(up) == 0 {
-		return -1, "no node is up"
+		up = append(up, i)
 	}
 	switch f.Target {
 	case nemesis.Leader:
@@ -335,6 +342,24 @@ func resolve(ctx context.Context, d Driver, f nemesis.Fault, sessions *workload.
 		return cands[int(f.Pick)%len(cands)], ""
 	}
 	return up[int(f.Pick)%len(up)], ""
+}
+
+// watchResumes marks session resumes in the report as they happen.
+func watchResumes(ctx context.Context, s *workload.Sessions, rep *report.Report) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var seen uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if n := s.Stats().Resumes; n > seen {
+			rep.NoteResumes(int(n - seen))
+			seen = n
+		}
+	}
 }
 
 // sleepUntil waits until t or ctx ends; false if ctx ended.

@@ -61,6 +61,9 @@ func TestProcessRunKillScenario(t *testing.T) {
 		t.Errorf("checks %v, want %v", names, want)
 	}
 
+	if page, err := os.ReadFile(filepath.Join(dir, report.HTMLFileName)); err != nil || !strings.Contains(string(page), "<svg") {
+		t.Errorf("report.html: %v", err)
+	}
 	b, err := os.ReadFile(filepath.Join(dir, report.FileName))
 	if err != nil {
 		t.Fatal(err)

@@ -104,20 +104,20 @@ func NewLog(cfg LogConfig) *Log {
 }
 
 // Run runs every client until ctx ends, then waits for the operations in
-// flight to finish (an append keeps retrying for up to RetryFor so that its
-// outcome is known).
-func (w *Log) Run(ctx context.Context) {
+// flight to finish: an append keeps retrying for up to RetryFor so that its
+// outcome is known, unless abort ends first (an interrupted run).
+func (w *Log) Run(ctx, abort context.Context) {
 	var wg sync.WaitGroup
 	for g := range w.cfg.Groups {
 		for k := range w.cfg.ClientsPerGroup {
 			client := g*w.cfg.ClientsPerGroup + k
-			wg.Go(func() { w.client(ctx, client, g) })
+			wg.Go(func() { w.client(ctx, abort, client, g) })
 		}
 	}
 	wg.Wait()
 }
 
-func (w *Log) client(ctx context.Context, client, group int) {
+func (w *Log) client(ctx, abort context.Context, client, group int) {
 	rng := rand.New(rand.NewPCG(w.cfg.Seed, uint64(client)))
 	var known uint64
 	gen := 0
@@ -140,7 +140,7 @@ func (w *Log) client(ctx context.Context, client, group int) {
 			}
 			continue
 		}
-		known = w.append(client, stream, known, fmt.Sprintf("c%d-%d", client, i), rng)
+		known = w.append(abort, client, stream, known, fmt.Sprintf("c%d-%d", client, i), rng)
 	}
 }
 
@@ -180,7 +180,7 @@ func (w *Log) read(client int, stream string, rng *rand.Rand) (uint64, bool) {
 // append appends payload expecting version known, retrying with the same
 // append id on other nodes until the outcome is known; it returns the
 // version the client knows afterwards.
-func (w *Log) append(client int, stream string, known uint64, payload string, rng *rand.Rand) uint64 {
+func (w *Log) append(abort context.Context, client int, stream string, known uint64, payload string, rng *rand.Rand) uint64 {
 	id := make([]byte, 16)
 	for i := range id {
 		id[i] = byte(rng.Uint32())
@@ -193,7 +193,7 @@ func (w *Log) append(client int, stream string, known uint64, payload string, rn
 	giveUp := start.Add(w.cfg.RetryFor)
 	node := rng.IntN(len(w.cfg.Nodes))
 	for attempt := 0; ; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), w.cfg.OpTimeout)
+		ctx, cancel := context.WithTimeout(abort, w.cfg.OpTimeout)
 		resp, err := w.cfg.Nodes[node].Append(ctx, req)
 		cancel()
 		if err == nil {
@@ -215,8 +215,8 @@ func (w *Log) append(client int, stream string, known uint64, payload string, rn
 			}
 			err = fmt.Errorf("code %v: %s", resp.GetCode(), resp.GetMessage())
 		}
-		if time.Now().After(giveUp) {
-			w.cfg.Logger.Warn("append outcome unknown", "component", "chaos", "stream", stream, "payload", payload, "attempts", attempt+1, "err", err)
+		if time.Now().After(giveUp) || abort.Err() != nil {
+			w.cfg.Logger.Warn("append outcome unknown", "stream", stream, "payload", payload, "attempts", attempt+1, "err", err)
 			w.History.Add(client, in, linear.Output{Unknown: true}, call, 0)
 			w.unknown.Add(1)
 			w.note("unknown", time.Since(start))
@@ -224,7 +224,12 @@ func (w *Log) append(client int, stream string, known uint64, payload string, rn
 		}
 		w.retries.Add(1)
 		node = (node + 1) % len(w.cfg.Nodes)
-		time.Sleep(time.Duration(min(attempt+1, 10)) * 20 * time.Millisecond) // backoff between attempts, not a wait for a condition
+		backoff := time.NewTimer(time.Duration(min(attempt+1, 10)) * 20 * time.Millisecond)
+		select {
+		case <-abort.Done():
+		case <-backoff.C:
+		}
+		backoff.Stop()
 	}
 }
 

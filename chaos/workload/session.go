@@ -119,7 +119,7 @@ func (d *frameDirection) sendLoop(ctx context.Context, every time.Duration, log 
 		binary.BigEndian.PutUint64(payload, n)
 		if err := d.from.Send(ctx, payload); err != nil {
 			if ctx.Err() == nil {
-				log.Error("send failed", "component", "chaos", "direction", d.name, "frame", n, "err", err)
+				log.Error("send failed", "direction", d.name, "frame", n, "err", err)
 				d.fail(fmt.Errorf("%s: send %d: %w", d.name, n, err))
 			}
 			return
@@ -133,7 +133,7 @@ func (d *frameDirection) recvLoop(log *slog.Logger) {
 		m, err := d.to.Recv(context.Background())
 		if err != nil {
 			if !errors.Is(err, sessionclient.ErrClosed) {
-				log.Error("receive failed", "component", "chaos", "direction", d.name, "err", err)
+				log.Error("receive failed", "direction", d.name, "err", err)
 				d.fail(fmt.Errorf("%s: recv: %w", d.name, err))
 			}
 			return

@@ -1,0 +1,78 @@
+package report
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-io/switchboard/chaos/check"
+	"github.com/switchboard-io/switchboard/chaos/nemesis"
+)
+
+// A failed run's files: report.json round-trips the verdict, and the page
+// shows the verdict, the replay command, one band per fault, the resumes, the
+// violation with its context (escaped), per-second lines.
+func TestReportFilesShowTheRun(t *testing.T) {
+	start := time.Now().Add(-20 * time.Second)
+	r := New(start)
+	r.Scenario, r.Seed, r.Nodes, r.Driver, r.Duration = "smoke", 9, 3, "process", 15*time.Second
+	r.Replay = "switchboard chaos run --scenario smoke --seed 9"
+	r.Faults = []FaultRecord{
+		{Fault: nemesis.Fault{Kind: nemesis.Kill, Target: nemesis.Leader}, Node: "n2", Started: 3 * time.Second, Healed: 5 * time.Second},
+		{Fault: nemesis.Fault{Kind: nemesis.Pause, Target: nemesis.Random}, Node: "n3", Started: 8 * time.Second, Healed: 9 * time.Second},
+	}
+	r.Note("ok", 3*time.Millisecond)
+	r.Note("unknown", 2*time.Second)
+	r.NoteResumes(2)
+	r.AddCheck(check.AppendsName, "10 acknowledged appends", []check.Violation{{Check: check.AppendsName,
+		What: "n2: acknowledged append <c1-7> (s v3) is missing", Context: []string{"v2 c0-1"}}})
+	r.AddCheck(check.FramesName, "4 frames", nil)
+	r.Finish(time.Now())
+	if r.Pass || r.Violations() != 1 {
+		t.Fatalf("pass %v with %d violations", r.Pass, r.Violations())
+	}
+	dir := t.TempDir()
+	if _, err := r.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	b, err := os.ReadFile(filepath.Join(dir, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Pass || back.Seed != 9 || len(back.Checks) != 2 || len(back.Resumes) != 2 || len(back.Seconds) != 1 || back.Seconds[0].Failed != 1 {
+		t.Errorf("report.json: %+v", &back)
+	}
+
+	if _, err := r.WriteHTML(dir); err != nil {
+		t.Fatal(err)
+	}
+	h, err := os.ReadFile(filepath.Join(dir, HTMLFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := string(h)
+	for _, want := range []string{">FAIL<", r.Replay, "<svg", "&lt;c1-7&gt;", "v2 c0-1", "1 violations", "kill leader on n2"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if strings.Contains(page, "<c1-7>") {
+		t.Error("violation text not escaped")
+	}
+	if n := strings.Count(page, `class="fault"`); n != 2 {
+		t.Errorf("%d fault bands, want 2", n)
+	}
+	if n := strings.Count(page, `class="resume"`); n != 2 {
+		t.Errorf("%d resume marks, want 2", n)
+	}
+	if n := strings.Count(page, "<polyline"); n != 3 {
+		t.Errorf("%d lines, want 3 (ok, failed, latency)", n)
+	}
+}
