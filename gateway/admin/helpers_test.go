@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,6 +41,8 @@ type testBackend struct {
 	views *projections.Engine
 	mu    sync.Mutex // one command at a time, like a grain
 	keys  *sbauth.Keyring
+	// panicCluster makes Cluster panic (tests of the recovery interceptor).
+	panicCluster atomic.Bool
 }
 
 func (b *testBackend) NodeID() string             { return b.log.ID() }
@@ -52,6 +55,9 @@ func (b *testBackend) ReadEvent(pos uint64) (events.RecordedEvent, bool, error) 
 	return evs[0], true, nil
 }
 func (b *testBackend) Cluster(context.Context) (*adminpb.ClusterView, error) {
+	if b.panicCluster.Load() {
+		panic("test panic in Cluster")
+	}
 	st := b.log.Status()
 	return &adminpb.ClusterView{Node: b.log.ID(), Leader: st.GetLeaderId(), LastPosition: b.log.LastPosition(),
 		Members: []*adminpb.Member{{Id: b.log.ID(), State: "alive", Suffrage: "voter", Leader: true, CommitIndex: st.GetCommitIndex()}}}, nil
