@@ -140,7 +140,7 @@ func Open(cfg Config, src Source, ps ...Projection) (*Engine, error) {
 	}
 	var problems []error
 	if cfg.DB == nil && cfg.Dir == "" {
-		problems = append(problems, errors.New("Dir is empty"))
+		problems = append(problems, errors.New("no views directory (Config.Dir) and no Config.DB"))
 	}
 	if src == nil {
 		problems = append(problems, errors.New("source is nil"))
