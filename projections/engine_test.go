@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/switchboard-io/switchboard/actors/session/sessionpb"
 	"github.com/switchboard-io/switchboard/events"
 )
 
@@ -327,4 +329,34 @@ func decodeU64(b []byte) uint64 {
 		v = v<<8 | uint64(c)
 	}
 	return v
+}
+
+func TestDueSessions(t *testing.T) {
+	_, n := testLog(t)
+	w := sessionWriter{t: t, n: n, base: time.Now().Add(-2 * time.Hour)}
+	now := time.Now()
+	open := func(code string, limits *sessionpb.Limits, at time.Time) {
+		w.append(code, &sessionpb.Opened{Code: code, HostUser: "u", Limits: limits, AtUnixMs: at.UnixMilli()},
+			&sessionpb.Joined{Participant: "p1", Role: "host", Name: "H", User: "u", AtUnixMs: at.UnixMilli()})
+	}
+	open("111111111", &sessionpb.Limits{IdleTimeoutS: 60}, now.Add(-time.Hour))                   // idle: due
+	open("222222222", &sessionpb.Limits{IdleTimeoutS: 3600}, now.Add(-time.Minute))               // not idle long enough
+	open("333333333", &sessionpb.Limits{ExpiresAtUnixMs: now.Add(-time.Second).UnixMilli()}, now) // expired: due
+	open("444444444", &sessionpb.Limits{IdleTimeoutS: 60}, now.Add(-time.Hour))
+	w.append("444444444", &sessionpb.Attached{Participant: "p1", AtUnixMs: now.UnixMilli()}) // active again
+	w.session(9, "u", "192.0.2.1:1", 1, true)                                                // ended: never due
+	e := openEngine(t, memDB(t, vfs.NewMem()), n)
+	defer e.Close()
+	waitCaughtUp(t, e, n)
+	due, err := e.DueSessions(now, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(due)
+	if !slices.Equal(due, []string{"111111111", "333333333"}) {
+		t.Fatalf("due: %v", due)
+	}
+	if one, _ := e.DueSessions(now, 1); len(one) != 1 {
+		t.Fatalf("limit: %v", one)
+	}
 }

@@ -36,7 +36,7 @@ type Sessions struct{}
 func (Sessions) Name() string { return SessionsName }
 
 // Version implements Projection.
-func (Sessions) Version() uint32 { return 1 }
+func (Sessions) Version() uint32 { return 2 }
 
 const sessionPrefix = session.Kind + "/"
 
@@ -124,6 +124,7 @@ func foldSession(w *Writer, r *viewspb.SessionRecord, ev events.RecordedEvent) e
 		r.HostUser, r.OpenedAtUnixMs, r.Live = e.GetHostUser(), at, true
 		r.MaxParticipants = e.GetLimits().GetMaxParticipants()
 		r.ExpiresAtUnixMs = e.GetLimits().GetExpiresAtUnixMs()
+		r.IdleTimeoutS = e.GetLimits().GetIdleTimeoutS()
 		r.LastActivityUnixMs = at
 		if err := w.Set(liveKey(at, r.Code), nil); err != nil {
 			return err
@@ -164,6 +165,7 @@ func foldSession(w *Writer, r *viewspb.SessionRecord, ev events.RecordedEvent) e
 			p.Resumes++
 		}
 		p.LastAckSeq = max(p.LastAckSeq, e.GetLastSeq())
+		r.LastActivityUnixMs = max(r.LastActivityUnixMs, e.GetAtUnixMs())
 		return addAddr(w, r, p, e.GetAddr())
 	case typeDetached:
 		var e sessionpb.Detached
@@ -185,6 +187,7 @@ func foldSession(w *Writer, r *viewspb.SessionRecord, ev events.RecordedEvent) e
 			return err
 		}
 		p.Attached, p.LeftAtUnixMs = false, e.GetAtUnixMs()
+		r.LastActivityUnixMs = max(r.LastActivityUnixMs, e.GetAtUnixMs())
 	case typeFrameSent:
 		var e sessionpb.FrameSent
 		if err := proto.Unmarshal(ev.Data, &e); err != nil {

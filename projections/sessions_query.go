@@ -349,3 +349,26 @@ func pageLimit(limit int) (int, error) {
 	}
 	return limit, nil
 }
+
+// DueSessions returns up to limit live sessions that are past their hard
+// expiry or idle for longer than their idle timeout at now, as this node's
+// view knows them (the session grain decides: Expire on a session that is
+// not due writes nothing).
+func (e *Engine) DueSessions(now time.Time, limit int) ([]string, error) {
+	var due []string
+	t := now.UnixMilli()
+	err := e.View(SessionsName, func(r *Reader) error {
+		return r.ScanPrefix([]byte{'l'}, false, func(k, _ []byte) (bool, error) {
+			rec, found, err := readRecord(r, string(k[9:]))
+			if err != nil || !found {
+				return err == nil, err
+			}
+			exp, idle := rec.GetExpiresAtUnixMs(), int64(rec.GetIdleTimeoutS())*1000
+			if (exp > 0 && t >= exp) || (idle > 0 && t-rec.GetLastActivityUnixMs() >= idle) {
+				due = append(due, rec.GetCode())
+			}
+			return len(due) < limit, nil
+		})
+	})
+	return due, err
+}

@@ -3,24 +3,29 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboard-io/switchboard/gateway/sessionclient"
 )
 
 // adminNode runs one node in-process and returns its admin address, data
 // dir and the first administrator's one-time password (from the file the
 // node writes, mode 0600).
-func adminNode(t *testing.T) (addr, dataDir, password string, out *syncBuffer) {
+func adminNode(t *testing.T, extra ...string) (addr, dataDir, password string, out *syncBuffer) {
 	t.Helper()
 	dataDir = t.TempDir()
 	addr = freePort(t)
 	args := []string{"--node-id", "a1", "--data-dir", dataDir, "--raft-bind", freePort(t), "--api-bind", freePort(t),
 		"--http-bind", freePort(t), "--gossip-bind", freePort(t), "--actor-bind", freePort(t), "--session-bind", freePort(t),
 		"--admin-bind", addr, "--log-level", "error"}
+	args = append(args, extra...)
 	ctx, cancel := context.WithCancel(context.Background())
 	out = &syncBuffer{}
 	done := make(chan error, 1)
@@ -164,5 +169,56 @@ func TestAdminCLIWholeFlowAndExitCodes(t *testing.T) {
 	}
 	if r := run("", "whoami"); r.code != exitUnauthorized {
 		t.Fatalf("after logout: %+v", r)
+	}
+}
+
+// A session nobody is connected to any more ends when its expiry passes:
+// the leader's sweep finds it in the sessions view (the idle timeout, at
+// least 60 s, takes the same path: projections.TestDueSessions).
+func TestExpiredSessionWithoutConnectionsIsEnded(t *testing.T) {
+	token := "sbh_sweeptestsweeptestsweeptest"
+	sessionAddr := freePort(t)
+	addr, dataDir, pw, _ := adminNode(t, "--session-sweep-interval", "200ms", "--session-bind", sessionAddr,
+		"--session-host-tokens", "sam:"+token)
+	pool := x509.NewCertPool()
+	ca, err := os.ReadFile(filepath.Join(dataDir, "tls", "switchboard-ca.pem"))
+	if err != nil || !pool.AppendCertsFromPEM(ca) {
+		t.Fatalf("cluster CA: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sess, err := sessionclient.Open(ctx, sessionclient.Config{Nodes: []string{sessionAddr}, TLS: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}},
+		sessionclient.OpenParams{Token: token, Name: "Sam", Limits: sessionclient.Limits{ExpiresAtUnixMs: time.Now().Add(2 * time.Second).UnixMilli()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := sess.Code()
+	sess.Close() // gone without leaving or ending
+	home := t.TempDir()
+	env := []string{"HOME=" + home}
+	base := []string{"--addr", addr, "--data-dir", dataDir}
+	if r := runAdmin(t, pw+"\n", env, append(base, "login", "admin")...); r.code != exitOK {
+		t.Fatal(r)
+	}
+	if r := runAdmin(t, pw+"\nSw1tchboard-Operator!\n", env, append(base, "password")...); r.code != exitOK {
+		t.Fatal(r)
+	}
+	for {
+		r := runAdmin(t, "", env, append(base, "--output", "json", "sessions", "get", code, "--consistent")...)
+		var s struct {
+			Live      bool
+			EndReason string
+			EndedBy   string
+		}
+		if r.code == exitOK && json.Unmarshal([]byte(r.stdout), &s) == nil && !s.Live {
+			if s.EndReason != "expired" || s.EndedBy != "system" {
+				t.Fatalf("ended as %+v, want expired by system", s)
+			}
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the expired session was not ended: %+v", r)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -74,6 +74,7 @@ type SessionConfig struct {
 	HostTokens     []string      `conf:"host_tokens" help:"supporters allowed to open sessions: user:token or user:sha256:HEX entries, comma-separated (default: one token created at first start in data_dir/session-host-token)"`
 	MaxConnections int           `conf:"max_connections" help:"client connections this node accepts"`
 	Heartbeat      time.Duration `conf:"heartbeat" help:"heartbeat interval announced to clients; silent connections are closed after 3x"`
+	SweepInterval  time.Duration `conf:"sweep_interval" help:"how often the Raft leader ends sessions past their expiry or idle timeout (whether or not anyone is connected)"`
 }
 
 // GossipConfig holds the membership keys.
@@ -166,7 +167,7 @@ func DefaultServeConfig() ServeConfig {
 		AdminBind:   "127.0.0.1:7406",
 		Admin:       defaultAdminConfig(),
 		Session: SessionConfig{
-			MaxConnections: sc.MaxConnections, Heartbeat: sc.Heartbeat,
+			MaxConnections: sc.MaxConnections, Heartbeat: sc.Heartbeat, SweepInterval: 30 * time.Second,
 		},
 	}
 }
@@ -471,6 +472,9 @@ func serve(ctx context.Context, args, environ []string, stdout io.Writer) error 
 		_ = node.Shutdown(context.Background())
 		return err
 	}
+	sweepCtx, sweepStop := context.WithCancel(ctx)
+	defer sweepStop()
+	go sweepSessions(sweepCtx, node, views, cfg.Session.SweepInterval, logger)
 	adm, err := startAdmin(cfg, node, views, adminL, logger, reg)
 	if err != nil {
 		closeAll(apiL, httpL, sessionL, adminL)

@@ -17,9 +17,13 @@ import (
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/switchboard-io/switchboard/actors/entity"
+	"github.com/switchboard-io/switchboard/actors/session"
+	"github.com/switchboard-io/switchboard/actors/session/sessionpb"
 	"github.com/switchboard-io/switchboard/cluster"
 	"github.com/switchboard-io/switchboard/events"
 	"github.com/switchboard-io/switchboard/gateway/sessionedge"
+	"github.com/switchboard-io/switchboard/projections"
 )
 
 // problems lists every bad session.* key.
@@ -35,6 +39,9 @@ func (s SessionConfig) problems() []string {
 	}
 	if s.Plaintext && s.TLSCertFile != "" {
 		errs = append(errs, "session.plaintext: true contradicts session.tls_cert_file (remove one)")
+	}
+	if s.SweepInterval < time.Second/10 {
+		errs = append(errs, fmt.Sprintf("session.sweep_interval: %s is below 100ms (e.g. 30s)", s.SweepInterval))
 	}
 	if len(s.HostTokens) > 0 {
 		if _, err := sessionedge.ParseHostTokens(s.HostTokens); err != nil {
@@ -167,4 +174,40 @@ func printHostToken(w io.Writer, created, file string) {
 		return
 	}
 	fmt.Fprintf(w, "  hosts:   one-time host token (shown once; stored hashed in %s):\n             %s\n", file, created)
+}
+
+// sweepSessions ends, every interval and only while this node leads Raft,
+// the sessions its projection sees past their expiry or idle timeout. The
+// edges sweep the sessions their clients are connected to; this catches the
+// ones nobody is connected to any more. The grain decides: Expire on a
+// session that is not due writes nothing.
+func sweepSessions(ctx context.Context, node *cluster.Node, views *projections.Engine, every time.Duration, logger *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !node.Log.IsLeader() || node.Cluster() == nil {
+			continue
+		}
+		due, err := views.DueSessions(time.Now(), 1000)
+		if err != nil {
+			logger.Warn("session sweep: cannot read the sessions view", "component", "sweep", "err", err)
+			continue
+		}
+		for _, code := range due {
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err := entity.Call(cctx, node.Cluster(), session.Kind, code, &sessionpb.Expire{}, entity.Idempotent(time.Second))
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				logger.Warn("session sweep: expire failed", "component", "sweep", "session", code, "err", err)
+			}
+		}
+		if len(due) > 0 {
+			logger.Debug("session sweep", "component", "sweep", "due", len(due))
+		}
+	}
 }

@@ -39,13 +39,14 @@ type SessionRecord struct {
 	EndReason          string                 `protobuf:"bytes,8,opt,name=end_reason,json=endReason,proto3" json:"end_reason,omitempty"`
 	Live               bool                   `protobuf:"varint,9,opt,name=live,proto3" json:"live,omitempty"`
 	Participants       []*ParticipantRecord   `protobuf:"bytes,10,rep,name=participants,proto3" json:"participants,omitempty"`
-	Frames             uint64                 `protobuf:"varint,11,opt,name=frames,proto3" json:"frames,omitempty"`                                 // durable frames relayed
-	Bytes              uint64                 `protobuf:"varint,12,opt,name=bytes,proto3" json:"bytes,omitempty"`                                   // their payload bytes
-	Version            uint64                 `protobuf:"varint,13,opt,name=version,proto3" json:"version,omitempty"`                               // stream version folded
-	LastPosition       uint64                 `protobuf:"varint,14,opt,name=last_position,json=lastPosition,proto3" json:"last_position,omitempty"` // global position of the last event folded
-	LastActivityUnixMs int64                  `protobuf:"varint,15,opt,name=last_activity_unix_ms,json=lastActivityUnixMs,proto3" json:"last_activity_unix_ms,omitempty"`
+	Frames             uint64                 `protobuf:"varint,11,opt,name=frames,proto3" json:"frames,omitempty"`                                                       // durable frames relayed
+	Bytes              uint64                 `protobuf:"varint,12,opt,name=bytes,proto3" json:"bytes,omitempty"`                                                         // their payload bytes
+	Version            uint64                 `protobuf:"varint,13,opt,name=version,proto3" json:"version,omitempty"`                                                     // stream version folded
+	LastPosition       uint64                 `protobuf:"varint,14,opt,name=last_position,json=lastPosition,proto3" json:"last_position,omitempty"`                       // global position of the last event folded
+	LastActivityUnixMs int64                  `protobuf:"varint,15,opt,name=last_activity_unix_ms,json=lastActivityUnixMs,proto3" json:"last_activity_unix_ms,omitempty"` // the latest open, join, attach, frame, leave or activity
 	MaxParticipants    uint32                 `protobuf:"varint,16,opt,name=max_participants,json=maxParticipants,proto3" json:"max_participants,omitempty"`
 	ExpiresAtUnixMs    int64                  `protobuf:"varint,17,opt,name=expires_at_unix_ms,json=expiresAtUnixMs,proto3" json:"expires_at_unix_ms,omitempty"`
+	IdleTimeoutS       uint32                 `protobuf:"varint,18,opt,name=idle_timeout_s,json=idleTimeoutS,proto3" json:"idle_timeout_s,omitempty"` // 0 = none
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -195,6 +196,13 @@ func (x *SessionRecord) GetMaxParticipants() uint32 {
 func (x *SessionRecord) GetExpiresAtUnixMs() int64 {
 	if x != nil {
 		return x.ExpiresAtUnixMs
+	}
+	return 0
+}
+
+func (x *SessionRecord) GetIdleTimeoutS() uint32 {
+	if x != nil {
+		return x.IdleTimeoutS
 	}
 	return 0
 }
@@ -438,7 +446,7 @@ var File_views_proto protoreflect.FileDescriptor
 
 const file_views_proto_rawDesc = "" +
 	"\n" +
-	"\vviews.proto\x12\x14switchboard.views.v1\"\xe1\x04\n" +
+	"\vviews.proto\x12\x14switchboard.views.v1\"\x87\x05\n" +
 	"\rSessionRecord\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x1b\n" +
 	"\thost_user\x18\x02 \x01(\tR\bhostUser\x12\x1b\n" +
@@ -458,7 +466,8 @@ const file_views_proto_rawDesc = "" +
 	"\rlast_position\x18\x0e \x01(\x04R\flastPosition\x121\n" +
 	"\x15last_activity_unix_ms\x18\x0f \x01(\x03R\x12lastActivityUnixMs\x12)\n" +
 	"\x10max_participants\x18\x10 \x01(\rR\x0fmaxParticipants\x12+\n" +
-	"\x12expires_at_unix_ms\x18\x11 \x01(\x03R\x0fexpiresAtUnixMs\"\x9f\x03\n" +
+	"\x12expires_at_unix_ms\x18\x11 \x01(\x03R\x0fexpiresAtUnixMs\x12$\n" +
+	"\x0eidle_timeout_s\x18\x12 \x01(\rR\fidleTimeoutS\"\x9f\x03\n" +
 	"\x11ParticipantRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x12\n" +
