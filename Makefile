@@ -18,7 +18,7 @@ ROUNDS ?= 3
 SESSIONS ?= 64
 FAILOVER_ROUNDS ?= 10
 
-.PHONY: help build run cluster test test-short bench bench-log bench-cluster bench-session bench-failover bench-gateway lint fuzz proto tools clean image compose-up compose-down chaos-smoke
+.PHONY: help build run cluster test test-short bench bench-log bench-cluster bench-session bench-failover bench-gateway lint fuzz proto tools clean image compose-up compose-down chaos-smoke chaos
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -85,6 +85,14 @@ CHAOS_DURATION ?= 60s
 CHAOS_REPORT ?= ./data/chaos
 chaos-smoke: build ## 3 node processes, kill + pause of random/leader/session nodes over log and session workloads; fails on any violation (report in CHAOS_REPORT)
 	$(BIN)/switchboard chaos run --scenario smoke --nodes 3 --duration $(CHAOS_DURATION) $(if $(SEED),--seed $(SEED),) --driver process --report $(CHAOS_REPORT)
+
+chaos: build ## every scenario on every driver usable here (process: kill pause smoke; docker, after make image: kill pause partition all), CHAOS_DURATION each; reports in CHAOS_REPORT/DRIVER-SCENARIO
+	@fail=; run() { echo "== chaos $$1 $$2"; $(BIN)/switchboard chaos run --driver $$1 --scenario $$2 --nodes 3 --duration $(CHAOS_DURATION) \
+	    $(if $(SEED),--seed $(SEED),) --image switchboard:$(VERSION) --report $(CHAOS_REPORT)/$$1-$$2 || fail="$$fail $$1-$$2"; }; \
+	for sc in kill pause smoke; do run process $$sc; done; \
+	if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory image && for sc in kill pause partition all; do run docker $$sc; done; \
+	else echo "== docker not usable: docker driver skipped"; fi; \
+	if [ -n "$$fail" ]; then echo "chaos: failed:$$fail"; exit 1; fi; echo "chaos: every run passed"
 
 lint: tools ## gofmt, go vet, staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -122,13 +121,10 @@ func TestComposeCluster(t *testing.T) {
 // docker compose plugin), or skips the test when Docker is not usable.
 func composeCommand(t *testing.T) []string {
 	t.Helper()
-	if _, err := exec.LookPath("docker"); err != nil {
-		t.Skip("docker is not installed: skipping the compose test")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if out, err := exec.CommandContext(ctx, "docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
-		t.Skipf("docker daemon not usable (%v: %s): skipping the compose test", err, bytes.TrimSpace(out))
+	if err := DockerUsable(ctx); err != nil {
+		t.Skipf("%v: skipping the compose test", err)
 	}
 	if exec.CommandContext(ctx, "docker", "compose", "version").Run() == nil {
 		return []string{"docker", "compose"}
@@ -140,53 +136,18 @@ func composeCommand(t *testing.T) []string {
 	return nil
 }
 
-// buildImage builds a static binary of this checkout and the repository's
-// Dockerfile around it, in a build context of just what the Dockerfile copies.
+// buildImage builds the image of this checkout as ref and removes it when
+// the test ends.
 func buildImage(ctx context.Context, t *testing.T, ref string) {
 	t.Helper()
 	root, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)
 	}
-	bctx := t.TempDir()
-	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=compose-test",
-		"-o", filepath.Join(bctx, "bin", "switchboard"), "./cmd/switchboard")
-	build.Dir = root
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build static binary: %v\n%s", err, out)
-	}
-	if err := copyTree(filepath.Join(root, "deploy", "image", "rootfs"), filepath.Join(bctx, "deploy", "image", "rootfs")); err != nil {
+	if err := BuildImage(ctx, root, t.TempDir(), ref); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.CommandContext(ctx, "docker", "build", "-q", "-f", filepath.Join(root, "Dockerfile"), "-t", ref, bctx).CombinedOutput()
-	if err != nil {
-		t.Fatalf("docker build: %v\n%s", err, out)
-	}
 	t.Cleanup(func() { _ = exec.Command("docker", "rmi", "-f", ref).Run() })
-}
-
-// copyTree copies the directories of src and its files but .gitkeep (which
-// .dockerignore leaves out too).
-func copyTree(src, dst string) error {
-	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, path)
-		target := filepath.Join(dst, rel)
-		switch {
-		case d.IsDir():
-			return os.MkdirAll(target, 0o755)
-		case d.Name() == ".gitkeep":
-			return nil
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(target, b, 0o644)
-	})
 }
 
 // composeProject runs compose.yaml under one project name.

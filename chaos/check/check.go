@@ -12,8 +12,13 @@ package check
 
 import (
 	"fmt"
+	"math"
+	"path/filepath"
 	"sort"
+	"strings"
 	"time"
+
+	"github.com/anishathalye/porcupine"
 
 	"github.com/switchboard-io/switchboard/chaos/linear"
 )
@@ -95,13 +100,94 @@ func around(evs []Event, v uint64) []string {
 	return out
 }
 
-// Linearizable checks the history with porcupine within timeout; a timeout
-// is reported as a violation too (linearizability not shown).
-func Linearizable(h *linear.History, timeout time.Duration) []Violation {
-	if err := linear.Check(h, timeout); err != nil {
-		return []Violation{{Check: LinearName, What: err.Error()}}
+// Linearizable checks the history of each stream with porcupine, all
+// within timeout; not deciding in time is reported as a violation too
+// (linearizability not shown). A violation names the stream and, as its
+// context, the operations porcupine could not linearize (the earliest
+// first, with their call and return times since the history began); when
+// dir is not empty, porcupine's interactive visualization of the stream is
+// written there as linear-STREAM.html.
+func Linearizable(h *linear.History, timeout time.Duration, dir string) []Violation {
+	by := map[string][]porcupine.Operation{}
+	for _, op := range h.Operations() {
+		s := op.Input.(linear.Input).Stream
+		by[s] = append(by[s], op)
 	}
-	return nil
+	deadline := time.Now().Add(timeout)
+	var out []Violation
+	for _, stream := range sortedKeys(by) {
+		ops := by[stream]
+		left := time.Until(deadline)
+		if left <= 0 {
+			out = append(out, Violation{Check: LinearName, What: fmt.Sprintf("not checked within %v: stream %s and later ones", timeout, stream)})
+			break
+		}
+		res, info := porcupine.CheckOperationsVerbose(linear.Model, ops, left)
+		switch res {
+		case porcupine.Ok:
+			continue
+		case porcupine.Unknown:
+			out = append(out, Violation{Check: LinearName, What: fmt.Sprintf("stream %s: could not decide whether its %d operations are linearizable within %v", stream, len(ops), timeout)})
+			continue
+		}
+		v := Violation{Check: LinearName, What: fmt.Sprintf("stream %s: its %d operations are not linearizable", stream, len(ops)),
+			Context: unlinearized(ops, info)}
+		if dir != "" {
+			name := "linear-" + strings.NewReplacer("/", "_", " ", "_").Replace(stream) + ".html"
+			if err := porcupine.VisualizePath(linear.Model, info, filepath.Join(dir, name)); err == nil {
+				v.What += " (see " + name + ")"
+			}
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// unlinearized describes the operations outside porcupine's longest partial
+// linearization of a failed history, earliest call first: the first of them
+// is where every order of the operations breaks.
+func unlinearized(ops []porcupine.Operation, info porcupine.LinearizationInfo) []string {
+	var longest []int
+	for _, part := range info.PartialLinearizations() {
+		for _, lin := range part {
+			if len(lin) > len(longest) {
+				longest = lin
+			}
+		}
+	}
+	in := map[int]bool{}
+	for _, i := range longest {
+		in[i] = true
+	}
+	var rest []int
+	for i := range ops {
+		if !in[i] {
+			rest = append(rest, i)
+		}
+	}
+	sort.Slice(rest, func(a, b int) bool { return ops[rest[a]].Call < ops[rest[b]].Call })
+	out := []string{fmt.Sprintf("%d of %d operations linearized; the first of the others:", len(longest), len(ops))}
+	if len(longest) > 0 {
+		last := ops[longest[len(longest)-1]]
+		out = append(out, "last linearized: "+describe(last))
+	}
+	for k, i := range rest {
+		if k == 8 {
+			out = append(out, fmt.Sprintf("… %d more", len(rest)-8))
+			break
+		}
+		out = append(out, describe(ops[i]))
+	}
+	return out
+}
+
+func describe(op porcupine.Operation) string {
+	ret := "never (outcome unknown)"
+	if op.Return != math.MaxInt64 {
+		ret = fmt.Sprintf("%.3fs", time.Duration(op.Return).Seconds())
+	}
+	return fmt.Sprintf("client %d: %s, called %.3fs, returned %s", op.ClientId,
+		linear.Model.DescribeOperation(op.Input, op.Output), time.Duration(op.Call).Seconds(), ret)
 }
 
 // Direction is what one participant sent to another: frames numbered

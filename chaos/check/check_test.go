@@ -2,6 +2,8 @@ package check
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -129,11 +131,19 @@ func TestLinearizableCatchesStaleRead(t *testing.T) {
 		h.Add(1, linear.Input{Stream: "s", Kind: linear.Read}, linear.Output{OK: true, Payloads: all}, c, r)
 		return h
 	}
-	if v := Linearizable(build(true), 10*time.Second); len(v) != 0 {
+	dir := t.TempDir()
+	if v := Linearizable(build(true), 10*time.Second, dir); len(v) != 0 {
 		t.Fatalf("linearizable history reported: %v", v)
 	}
-	v := Linearizable(build(false), 10*time.Second)
-	if len(v) != 1 || v[0].Check != LinearName || !strings.Contains(v[0].What, "not linearizable") {
+	v := Linearizable(build(false), 10*time.Second, dir)
+	if len(v) != 1 || v[0].Check != LinearName || !strings.Contains(v[0].What, "stream s: its 21 operations are not linearizable (see linear-s.html)") {
 		t.Fatalf("stale read: %v", v)
+	}
+	ctx := strings.Join(v[0].Context, "\n")
+	if !strings.Contains(ctx, "client 1: read(s) -> 19 events") {
+		t.Errorf("the context does not name the stale read:\n%s", ctx)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "linear-s.html")); err != nil {
+		t.Errorf("no visualization: %v", err)
 	}
 }

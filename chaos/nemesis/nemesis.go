@@ -1,6 +1,6 @@
 // Package nemesis plans the faults of a chaos run: a scenario names which
-// faults may happen (kill -9 or pause, of a random node, the Raft leader or a
-// session client's node) and how often, and Plan turns it and a seed into a
+// faults may happen (kill -9, pause or network isolation, of a random node,
+// the Raft leader or a session client's node) and how often, and Plan turns it and a seed into a
 // schedule. The schedule is a pure function of (scenario, seed, duration), so
 // a failing run can be replayed with the same faults at the same offsets;
 // only the resolution of "leader" and "session" targets depends on the run.
@@ -32,6 +32,10 @@ const (
 	// when the fault ends: long enough and the others declare it dead while
 	// it still holds its state.
 	Pause Kind = "pause"
+	// Isolate cuts the node off the network (a partition of one node from
+	// all others, both ways) and reconnects it when the fault ends; only
+	// drivers that can partition support it (docker).
+	Isolate Kind = "isolate"
 )
 
 // Target says which node a fault hits; resolved when the fault starts.
@@ -99,6 +103,14 @@ var builtins = map[string]Scenario{
 	"smoke": {Name: "smoke", Faults: []Choice{{Kill, Random, 1}, {Kill, Leader, 1}, {Kill, Session, 1},
 		{Pause, Random, 1}, {Pause, Leader, 1}},
 		MinGap: sec(2), MaxGap: sec(4), MinDown: sec(1), MaxDown: sec(4), Settle: sec(3)},
+	// partition: isolate random nodes, the leader and session nodes
+	// (drivers that can partition).
+	"partition": {Name: "partition", Faults: []Choice{{Isolate, Random, 1}, {Isolate, Leader, 1}, {Isolate, Session, 1}},
+		MinGap: sec(2), MaxGap: sec(5), MinDown: sec(1), MaxDown: sec(5), Settle: sec(3)},
+	// all: kill, pause and isolate (drivers that can partition).
+	"all": {Name: "all", Faults: []Choice{{Kill, Random, 1}, {Kill, Leader, 1}, {Kill, Session, 1},
+		{Pause, Random, 1}, {Pause, Leader, 1}, {Isolate, Random, 1}, {Isolate, Leader, 1}},
+		MinGap: sec(2), MaxGap: sec(4), MinDown: sec(1), MaxDown: sec(4), Settle: sec(3)},
 	// none: no faults (a baseline; the checkers must pass).
 	"none": {Name: "none", MinGap: sec(1), MaxGap: sec(1), MinDown: sec(1), MaxDown: sec(1), Settle: sec(1)},
 }
@@ -143,8 +155,8 @@ func Load(nameOrFile string) (Scenario, error) {
 func (sc Scenario) Validate() error {
 	var errs []error
 	for i, c := range sc.Faults {
-		if c.Kind != Kill && c.Kind != Pause {
-			errs = append(errs, fmt.Errorf("faults[%d].kind %q: want kill or pause", i, c.Kind))
+		if c.Kind != Kill && c.Kind != Pause && c.Kind != Isolate {
+			errs = append(errs, fmt.Errorf("faults[%d].kind %q: want kill, pause or isolate", i, c.Kind))
 		}
 		if c.Target != Random && c.Target != Leader && c.Target != Session {
 			errs = append(errs, fmt.Errorf("faults[%d].target %q: want random, leader or session", i, c.Target))
@@ -221,4 +233,14 @@ func Plan(sc Scenario, seed uint64, duration time.Duration) []Fault {
 		out = append(out, f)
 		at = f.At + f.For + between(sc.MinGap, sc.MaxGap)
 	}
+}
+
+// Uses reports whether the scenario may draw faults of kind k.
+func (sc Scenario) Uses(k Kind) bool {
+	for _, c := range sc.Faults {
+		if c.Kind == k {
+			return true
+		}
+	}
+	return false
 }

@@ -83,7 +83,7 @@ Node data and logs: <code>{{.R.Dir}}</code>.</p>
 {{end}}</pre>{{end}}{{end}}{{end}}{{end}}
 
 <h2>Timeline</h2>
-<p class="legend"><span><i class="sw" style="background:#f4a3a3"></i>node killed</span><span><i class="sw" style="background:#f7d08a"></i>node paused</span>
+<p class="legend"><span><i class="sw" style="background:#f4a3a3"></i>node killed</span><span><i class="sw" style="background:#f7d08a"></i>node paused</span><span><i class="sw" style="background:#9ec5fe"></i>node isolated</span>
 <span><i class="sw" style="background:#2c7be5"></i>log operations/s that succeeded</span><span><i class="sw" style="background:#cf222e"></i>failed (read errors, unknown appends)/s</span>
 <span><i class="sw" style="background:#8250df"></i>max latency (right axis)</span><span><i class="sw" style="background:#1a7f37"></i>session resumes</span></p>
 {{.Timeline}}
@@ -135,9 +135,9 @@ func (r *Report) timelineSVG() string {
 		if i < 0 {
 			continue
 		}
-		color := "#f4a3a3"
-		if f.Kind == nemesis.Pause {
-			color = "#f7d08a"
+		color := map[nemesis.Kind]string{nemesis.Kill: "#f4a3a3", nemesis.Pause: "#f7d08a", nemesis.Isolate: "#9ec5fe"}[f.Kind]
+		if color == "" {
+			color = "#ccc"
 		}
 		x0, x1 := x(f.Started), x(max(f.Healed, f.Started+10*time.Millisecond))
 		fmt.Fprintf(&b, `<rect class="fault" x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s %s on %s, %.1f–%.1f s</title></rect>`,

@@ -3,16 +3,19 @@
 // scenario and seed plan, heals everything, waits for the cluster to
 // converge, runs the checkers and writes the report (chaos/report).
 //
-// Drivers: "process" (node processes of the project's binary on loopback).
-// The docker and netns drivers, network nemeses and the HTML report are
-// still to come (issue 6).
+// Drivers: "process" (node processes of the project's binary on loopback;
+// kill and pause) and "docker" (containers of the project's image on a
+// private network; kill, pause and isolate). The netns driver and the delay,
+// loss and disk nemeses are still to come (issue 6).
 package runner
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,7 +34,8 @@ type Options struct {
 	Nodes    int           // cluster size (default 3)
 	Duration time.Duration // workload and faults (default 60 s)
 	Seed     uint64        // plans the faults and the workload's choices
-	Driver   string        // "process"
+	Driver   string        // "process" or "docker"
+	Image    string        // docker driver: the node image (default switchboard:latest)
 	Report   string        // directory for report.json and the nodes' data and logs
 	Binary   string        // switchboard binary the nodes run
 	NodeArgs []string      // extra arguments for every node
@@ -58,6 +62,9 @@ func (o Options) withDefaults() Options {
 	if o.Driver == "" {
 		o.Driver = "process"
 	}
+	if o.Image == "" {
+		o.Image = "switchboard:latest"
+	}
 	if o.Sessions == 0 && !o.NoSessions {
 		o.Sessions = 2
 	}
@@ -82,17 +89,21 @@ func (o Options) Validate() error {
 	if o.Duration < 5*time.Second {
 		errs = append(errs, fmt.Errorf("--duration %v: must be at least 5s", o.Duration))
 	}
-	if o.Driver != "process" {
-		errs = append(errs, fmt.Errorf("--driver %q: only process is implemented (docker and netns are not yet)", o.Driver))
+	switch o.Driver {
+	case "process", "docker":
+	default:
+		errs = append(errs, fmt.Errorf("--driver %q: want process or docker (netns is not implemented yet)", o.Driver))
 	}
 	if o.Report == "" {
 		errs = append(errs, errors.New("--report: a directory for the report and the nodes' data is required"))
 	}
-	if o.Binary == "" {
+	if o.Binary == "" && o.Driver != "docker" {
 		errs = append(errs, errors.New("binary: the switchboard binary to run the nodes with is required"))
 	}
-	if _, err := nemesis.Load(o.Scenario); err != nil {
+	if sc, err := nemesis.Load(o.Scenario); err != nil {
 		errs = append(errs, err)
+	} else if sc.Uses(nemesis.Isolate) && o.Driver == "process" {
+		errs = append(errs, fmt.Errorf("scenario %s isolates nodes, which the process driver cannot: use --driver docker", sc.Name))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("chaos: %w", errors.Join(errs...))
@@ -105,6 +116,9 @@ func (o Options) ReplayCommand() string {
 	o = o.withDefaults()
 	cmd := fmt.Sprintf("switchboard chaos run --scenario %s --nodes %d --duration %v --seed %d --driver %s --report %s",
 		o.Scenario, o.Nodes, o.Duration, o.Seed, o.Driver, o.Report)
+	if o.Driver == "docker" && o.Image != "switchboard:latest" {
+		cmd += " --image " + o.Image
+	}
 	if o.NoSessions {
 		cmd += " --sessions 0"
 	} else if o.Sessions != 2 {
@@ -139,9 +153,18 @@ func Run(ctx context.Context, o Options) (*report.Report, error) {
 	if err := os.RemoveAll(clusterDir); err != nil {
 		return nil, fmt.Errorf("chaos: %w", err)
 	}
+	if err := os.MkdirAll(clusterDir, 0o755); err != nil {
+		return nil, fmt.Errorf("chaos: %w", err)
+	}
+	var err error
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
-	d, err := startProcess(runCtx, o.Binary, o.Nodes, clusterDir, o.NodeArgs, log)
+	var d Driver
+	if o.Driver == "docker" {
+		d, err = startDocker(runCtx, o.Image, o.Nodes, clusterDir, o.NodeArgs, log)
+	} else {
+		d, err = startProcess(runCtx, o.Binary, o.Nodes, clusterDir, o.NodeArgs, log)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("chaos: %w", err)
 	}
@@ -235,8 +258,13 @@ func Run(ctx context.Context, o Options) (*report.Report, error) {
 	acked := logW.Acked()
 	rep.AddCheck(check.AppendsName, fmt.Sprintf("%d acknowledged appends on %d streams × %d nodes", len(acked), len(streams), len(final)),
 		check.Appends(acked, final))
-	rep.AddCheck(check.LinearName, fmt.Sprintf("%d operations", logW.History.Len()),
-		check.Linearizable(logW.History, o.LinearTimeout))
+	linViolations := check.Linearizable(logW.History, o.LinearTimeout, o.Report)
+	rep.AddCheck(check.LinearName, fmt.Sprintf("%d operations", logW.History.Len()), linViolations)
+	if len(linViolations) > 0 {
+		if err := writeHistory(filepath.Join(o.Report, "history.jsonl"), logW); err != nil {
+			fail("history: %v", err)
+		}
+	}
 	work := map[string]any{"log": logW.Stats()}
 	if sessions != nil {
 		dirs := sessions.Directions()
@@ -277,22 +305,13 @@ func inject(ctx context.Context, d Driver, plan []nemesis.Fault, rep *report.Rep
 			continue
 		}
 		rec.Node = d.Nodes()[i]
-		var err error
-		if f.Kind == nemesis.Kill {
-			err = d.Kill(i)
-		} else {
-			err = d.Pause(i)
-		}
+		heal, err := apply(d, f.Kind, i)
 		if err != nil {
 			rec.Note = err.Error()
 		}
 		log.Info("fault", "kind", f.Kind, "target", f.Target, "node", rec.Node, "for", f.For, "note", rec.Note)
 		sleepUntil(ctx, time.Now().Add(f.For))
-		if f.Kind == nemesis.Kill {
-			err = d.Restart(ctx, i)
-		} else {
-			err = d.Resume(i)
-		}
+		err = heal(ctx)
 		rec.Healed = rep.Since(time.Now())
 		if err != nil {
 			rec.Note = strings.TrimSpace(rec.Note + " heal: " + err.Error())
@@ -301,6 +320,23 @@ func inject(ctx context.Context, d Driver, plan []nemesis.Fault, rep *report.Rep
 		out = append(out, rec)
 	}
 	return out
+}
+
+// apply starts a fault of kind k on node i and returns what ends it.
+func apply(d Driver, k nemesis.Kind, i int) (heal func(context.Context) error, err error) {
+	switch k {
+	case nemesis.Kill:
+		return func(ctx context.Context) error { return d.Restart(ctx, i) }, d.Kill(i)
+	case nemesis.Pause:
+		return func(context.Context) error { return d.Resume(i) }, d.Pause(i)
+	case nemesis.Isolate:
+		p, ok := d.(Partitioner)
+		if !ok {
+			return func(context.Context) error { return nil }, errors.New("this driver cannot isolate nodes")
+		}
+		return func(context.Context) error { return p.Rejoin(i) }, p.Isolate(i)
+	}
+	return func(context.Context) error { return nil }, fmt.Errorf("unknown fault kind %q", k)
 }
 
 // resolve picks the node a fault hits: the leader, a session client's node,
@@ -342,6 +378,28 @@ func resolve(ctx context.Context, d Driver, f nemesis.Fault, sessions *workload.
 		return cands[int(f.Pick)%len(cands)], ""
 	}
 	return up[int(f.Pick)%len(up)], ""
+}
+
+// writeHistory writes the log workload's operations, one JSON object per
+// line (times in ns since the workload began; return -1: outcome unknown),
+// for a closer look at a linearizability violation.
+func writeHistory(path string, w *workload.Log) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(f)
+	for _, op := range w.History.Operations() {
+		ret := op.Return
+		if ret == math.MaxInt64 {
+			ret = -1
+		}
+		if err := enc.Encode(map[string]any{"client": op.ClientId, "call": op.Call, "return": ret, "input": op.Input, "output": op.Output}); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	return f.Close()
 }
 
 // watchResumes marks session resumes in the report as they happen.

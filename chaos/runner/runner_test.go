@@ -89,10 +89,17 @@ func tail(s string, n int) string {
 }
 
 func TestOptionsValidateReportsEveryProblem(t *testing.T) {
-	err := Options{Scenario: "nope", Nodes: 2, Duration: time.Second, Driver: "docker"}.Validate()
-	for _, want := range []string{"--nodes 2", "--duration 1s", `--driver "docker"`, "--report", "binary", `scenario "nope"`} {
+	err := Options{Scenario: "nope", Nodes: 2, Duration: time.Second, Driver: "netns"}.Validate()
+	for _, want := range []string{"--nodes 2", "--duration 1s", `--driver "netns"`, "--report", "binary", `scenario "nope"`} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v lacks %q", err, want)
 		}
+	}
+	err = Options{Scenario: "partition", Nodes: 3, Duration: time.Minute, Driver: "process", Report: "r", Binary: "b"}.Validate()
+	if err == nil || !strings.Contains(err.Error(), "process driver cannot") {
+		t.Errorf("partition on the process driver: %v", err)
+	}
+	if err := (Options{Scenario: "partition", Nodes: 3, Duration: time.Minute, Driver: "docker", Report: "r"}).Validate(); err != nil {
+		t.Errorf("partition on the docker driver: %v", err)
 	}
 }

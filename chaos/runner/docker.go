@@ -1,0 +1,373 @@
+package runner
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/switchboard-io/switchboard/cluster/tlsutil"
+	"github.com/switchboard-io/switchboard/events/eventspb"
+	"github.com/switchboard-io/switchboard/gateway/sessionclient"
+)
+
+// dockerDriver runs every node as a container of the project's image on a
+// private Docker network with static addresses (as deploy/compose.yaml
+// does), reached from the host at those addresses. Faults: docker kill and
+// start, docker pause and unpause, and a network partition that isolates a
+// node (docker network disconnect and connect).
+type dockerDriver struct {
+	id, image, network string
+	nodes              []*dockerNode
+	dir                string // report dir/cluster: the nodes' logs at the end
+	log                *slog.Logger
+
+	conns []*grpc.ClientConn
+	logs  []eventspb.LogClient
+	token string
+	tls   *tls.Config
+	http  *http.Client
+
+	mu sync.Mutex // the nodes' states
+}
+
+type dockerNode struct {
+	id, ip, container string
+	killed, paused    bool
+	isolated          bool
+}
+
+var (
+	_ Driver      = (*dockerDriver)(nil)
+	_ Partitioner = (*dockerDriver)(nil)
+)
+
+// Partitioner is a driver that can cut a node off the network and bring it
+// back (the isolate nemesis).
+type Partitioner interface {
+	Isolate(i int) error
+	Rejoin(i int) error
+}
+
+// docker runs a docker command and returns its standard output.
+func docker(ctx context.Context, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, "docker", args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("docker %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.String(), nil
+}
+
+// startDocker creates the network, the credentials (switchboard init-cluster
+// in a volume) and n node containers of image, and waits until they are
+// ready. On failure everything created is removed again.
+func startDocker(ctx context.Context, image string, n int, dir string, extra []string, log *slog.Logger) (_ *dockerDriver, err error) {
+	d := &dockerDriver{id: fmt.Sprintf("sbchaos%d", rand.Uint32()%1e8), image: image, dir: dir, log: log,
+		http: &http.Client{Timeout: 2 * time.Second}}
+	defer func() {
+		if err != nil {
+			_ = d.Stop()
+		}
+	}()
+	if _, err := docker(ctx, "image", "inspect", image); err != nil {
+		return nil, fmt.Errorf("docker driver: image %s not found (make image builds switchboard:latest): %w", image, err)
+	}
+	var prefix string
+	for attempt := 0; ; attempt++ {
+		prefix = fmt.Sprintf("172.29.%d", 10+rand.IntN(240))
+		_, err := docker(ctx, "network", "create", "--subnet", prefix+".0/24", d.id)
+		if err == nil {
+			d.network = d.id
+			break
+		}
+		if attempt == 5 || !strings.Contains(err.Error(), "overlap") {
+			return nil, fmt.Errorf("docker driver: %w", err)
+		}
+	}
+	var spec []string
+	for i := range n {
+		nd := &dockerNode{id: fmt.Sprintf("n%d", i+1), ip: fmt.Sprintf("%s.%d", prefix, 11+i)}
+		nd.container = d.id + "-" + nd.id
+		d.nodes = append(d.nodes, nd)
+		spec = append(spec, nd.id+"="+nd.ip)
+	}
+
+	// Credentials: init-cluster and a client certificate in the pki volume,
+	// copied out of the stopped init container.
+	pki := d.id + "-pki"
+	if _, err := docker(ctx, "create", "--name", pki, "-v", pki+":/etc/switchboard", "--network", "none", image,
+		"init-cluster", "--dir", "/etc/switchboard", "--nodes", strings.Join(spec, ",")); err != nil {
+		return nil, fmt.Errorf("docker driver: %w", err)
+	}
+	if _, err := docker(ctx, "start", "-a", pki); err != nil {
+		return nil, fmt.Errorf("docker driver: init-cluster: %w", err)
+	}
+	if _, err := docker(ctx, "run", "--rm", "--network", "none", "-v", pki+":/etc/switchboard", image,
+		"tls", "cert", "create", "--dir", "/etc/switchboard", "--node", "chaos-client"); err != nil {
+		return nil, fmt.Errorf("docker driver: client certificate: %w", err)
+	}
+	creds := filepath.Join(dir, "tls")
+	if err := os.MkdirAll(creds, 0o700); err != nil {
+		return nil, fmt.Errorf("docker driver: %w", err)
+	}
+	for _, f := range []string{tlsutil.DefaultCACertFile, "chaos-client.pem", "chaos-client-key.pem", "host-token"} {
+		b, err := copyOut(ctx, pki, "/etc/switchboard/"+f)
+		if err != nil {
+			return nil, fmt.Errorf("docker driver: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(creds, f), b, 0o600); err != nil {
+			return nil, fmt.Errorf("docker driver: %w", err)
+		}
+	}
+	token, err := os.ReadFile(filepath.Join(creds, "host-token"))
+	if err != nil {
+		return nil, fmt.Errorf("docker driver: %w", err)
+	}
+	d.token = strings.TrimSpace(string(token))
+	caFile := filepath.Join(creds, tlsutil.DefaultCACertFile)
+	client, err := tlsutil.Load(tlsutil.Files{CAFile: caFile, CertFile: filepath.Join(creds, "chaos-client.pem"),
+		KeyFile: filepath.Join(creds, "chaos-client-key.pem")}, "chaos-client", time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("docker driver: client certificate: %w", err)
+	}
+	caPEM, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("docker driver: %w", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	d.tls = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+
+	for _, nd := range d.nodes {
+		var join []string
+		for _, o := range d.nodes {
+			if o != nd {
+				join = append(join, o.ip+":7403")
+			}
+		}
+		args := []string{"run", "-d", "--name", nd.container, "--hostname", nd.id, "--network", d.network, "--ip", nd.ip,
+			"-v", d.id + "-" + nd.id + "-data:/data", "-v", pki + ":/etc/switchboard:ro",
+			"-e", "SWITCHBOARD_CONFIG=/etc/switchboard/" + nd.id + ".toml",
+			"-e", "SWITCHBOARD_RAFT_ADVERTISE=" + nd.ip + ":7400", "-e", "SWITCHBOARD_API_ADVERTISE=" + nd.ip + ":7401",
+			"-e", "SWITCHBOARD_GOSSIP_ADVERTISE=" + nd.ip + ":7403", "-e", "SWITCHBOARD_ACTOR_ADVERTISE=" + nd.ip + ":7404",
+			"-e", "SWITCHBOARD_JOIN=" + strings.Join(join, ","), "-e", fmt.Sprintf("SWITCHBOARD_BOOTSTRAP_EXPECT=%d", n),
+			image, "serve"}
+		if _, err := docker(ctx, append(args, extra...)...); err != nil {
+			return nil, fmt.Errorf("docker driver: %w", err)
+		}
+		log.Info("started node", "node", nd.id, "container", nd.container, "ip", nd.ip)
+	}
+	if err := d.WaitReady(ctx, 90*time.Second); err != nil {
+		return nil, err
+	}
+	dial := grpc.WithTransportCredentials(credentials.NewTLS(client.PeerConfig()))
+	for _, nd := range d.nodes {
+		cc, err := grpc.NewClient(nd.ip+":7401", dial)
+		if err != nil {
+			return nil, fmt.Errorf("docker driver: dial %s: %w", nd.id, err)
+		}
+		d.conns = append(d.conns, cc)
+		d.logs = append(d.logs, eventspb.NewLogClient(cc))
+	}
+	return d, nil
+}
+
+// copyOut reads one file from a container (docker cp writes a tar stream).
+func copyOut(ctx context.Context, container, path string) ([]byte, error) {
+	out, err := docker(ctx, "cp", container+":"+path, "-")
+	if err != nil {
+		return nil, err
+	}
+	tr := tar.NewReader(strings.NewReader(out))
+	if _, err := tr.Next(); err != nil {
+		return nil, fmt.Errorf("docker cp %s: %w", path, err)
+	}
+	return io.ReadAll(tr)
+}
+
+func (d *dockerDriver) Nodes() []string {
+	out := make([]string, len(d.nodes))
+	for i, nd := range d.nodes {
+		out[i] = nd.id
+	}
+	return out
+}
+
+func (d *dockerDriver) LogClients() []eventspb.LogClient { return d.logs }
+
+func (d *dockerDriver) SessionClient() (sessionclient.Config, string) {
+	var nodes []string
+	for _, nd := range d.nodes {
+		nodes = append(nodes, nd.ip+":7405")
+	}
+	return sessionclient.Config{Nodes: nodes, TLS: d.tls, GiveUpAfter: 2 * time.Minute}, d.token
+}
+
+// set runs a docker command for node i and records the state change.
+func (d *dockerDriver) set(i int, change func(*dockerNode), args ...string) error {
+	if _, err := docker(context.Background(), args...); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	change(d.nodes[i])
+	d.mu.Unlock()
+	return nil
+}
+
+func (d *dockerDriver) Kill(i int) error {
+	return d.set(i, func(n *dockerNode) { n.killed = true }, "kill", d.nodes[i].container)
+}
+
+func (d *dockerDriver) Restart(_ context.Context, i int) error {
+	return d.set(i, func(n *dockerNode) { n.killed = false }, "start", d.nodes[i].container)
+}
+
+func (d *dockerDriver) Pause(i int) error {
+	return d.set(i, func(n *dockerNode) { n.paused = true }, "pause", d.nodes[i].container)
+}
+
+func (d *dockerDriver) Resume(i int) error {
+	return d.set(i, func(n *dockerNode) { n.paused = false }, "unpause", d.nodes[i].container)
+}
+
+func (d *dockerDriver) Isolate(i int) error {
+	return d.set(i, func(n *dockerNode) { n.isolated = true }, "network", "disconnect", d.network, d.nodes[i].container)
+}
+
+func (d *dockerDriver) Rejoin(i int) error {
+	return d.set(i, func(n *dockerNode) { n.isolated = false }, "network", "connect", "--ip", d.nodes[i].ip, d.network, d.nodes[i].container)
+}
+
+func (d *dockerDriver) Up(i int) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := d.nodes[i]
+	return !n.killed && !n.paused && !n.isolated
+}
+
+func (d *dockerDriver) get(ctx context.Context, i int, path string) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+d.nodes[i].ip+":7402"+path, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	resp, err := d.http.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	return resp.StatusCode, string(b), err
+}
+
+// Leader polls the reachable nodes' /metrics until exactly one says it leads.
+func (d *dockerDriver) Leader(ctx context.Context) (int, error) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		found := -1
+		for i := range d.nodes {
+			if !d.Up(i) {
+				continue
+			}
+			_, body, err := d.get(ctx, i, "/metrics")
+			if err == nil && strings.Contains(body, "\nswitchboard_raft_state{state=\"Leader\"} 1\n") {
+				if found >= 0 {
+					found = -2 // two claim it (an old term): ask again
+					break
+				}
+				found = i
+			}
+		}
+		if found >= 0 {
+			return found, nil
+		}
+		select {
+		case <-ctx.Done():
+			return -1, fmt.Errorf("docker driver: find leader: %w", ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// WaitReady polls /readyz of every node that is up until all answer 200.
+func (d *dockerDriver) WaitReady(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var pending []string
+		for i, nd := range d.nodes {
+			if !d.Up(i) {
+				continue
+			}
+			status, body, err := d.get(ctx, i, "/readyz")
+			switch {
+			case err != nil:
+				pending = append(pending, fmt.Sprintf("%s: %v", nd.id, err))
+			case status != http.StatusOK:
+				pending = append(pending, fmt.Sprintf("%s: %d %s", nd.id, status, strings.TrimSpace(body)))
+			}
+		}
+		if len(pending) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("docker driver: not ready within %v: %s", timeout, strings.Join(pending, "; "))
+		case <-tick.C:
+		}
+	}
+}
+
+// Stop saves every node's log into dir and removes the containers, the
+// network and the volumes.
+func (d *dockerDriver) Stop() error {
+	ctx := context.Background()
+	for _, cc := range d.conns {
+		cc.Close()
+	}
+	var errs []error
+	var volumes []string
+	for _, nd := range d.nodes {
+		if out, err := exec.CommandContext(ctx, "docker", "logs", nd.container).CombinedOutput(); err == nil {
+			_ = os.WriteFile(filepath.Join(d.dir, nd.id+".log"), out, 0o644)
+		}
+		if _, err := docker(ctx, "rm", "-f", nd.container); err != nil && !strings.Contains(err.Error(), "No such container") {
+			errs = append(errs, err)
+		}
+		volumes = append(volumes, d.id+"-"+nd.id+"-data")
+	}
+	_, _ = docker(ctx, "rm", "-f", d.id+"-pki")
+	if d.network != "" {
+		if _, err := docker(ctx, "network", "rm", d.network); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, v := range append(volumes, d.id+"-pki") {
+		if _, err := docker(ctx, "volume", "rm", "-f", v); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,67 @@
+package runner
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/switchboard-io/switchboard/chaos/nemesis"
+	"github.com/switchboard-io/switchboard/deploy"
+)
+
+// The docker driver: containers of this checkout's image on a private
+// network, with kills, pauses and network isolation of nodes; every checker
+// passes and the containers, network and volumes are gone afterwards.
+func TestDockerRunAllScenario(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Docker containers: skipped under -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := deploy.DockerUsable(ctx); err != nil {
+		t.Skipf("%v: skipping the docker driver test", err)
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	image := "switchboard:chaos-test-" + strconv.Itoa(rand.IntN(1e8))
+	if err := deploy.BuildImage(ctx, root, t.TempDir(), image); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = exec.Command("docker", "rmi", "-f", image).Run() })
+
+	dir := t.TempDir()
+	o := Options{Scenario: "all", Driver: "docker", Image: image, Duration: 25 * time.Second, Seed: 3, Report: dir, Sessions: 1,
+		LogGroups: 2, LogClientsPerGroup: 2, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	rep, err := Run(ctx, o)
+	if rep != nil {
+		t.Log(rep.Summary())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[nemesis.Kind]int{}
+	for _, f := range rep.Faults {
+		if f.Node != "" {
+			kinds[f.Kind]++
+		}
+	}
+	if kinds[nemesis.Isolate] == 0 && kinds[nemesis.Kill] == 0 {
+		t.Errorf("no kill and no isolation happened: %v", kinds)
+	}
+	// Nothing is left behind.
+	out, err := exec.CommandContext(ctx, "docker", "ps", "-a", "--filter", "name=sbchaos", "--format", "{{.Names}}").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 0 {
+		t.Errorf("containers left: %s", out)
+	}
+}
