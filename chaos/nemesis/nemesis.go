@@ -1,5 +1,5 @@
 // Package nemesis plans the faults of a chaos run: a scenario names which
-// faults may happen (kill -9, pause or network isolation, of a random node,
+// faults may happen (kill -9, pause, graceful restart or network isolation, of a random node,
 // the Raft leader or a session client's node) and how often, and Plan turns it and a seed into a
 // schedule. The schedule is a pure function of (scenario, seed, duration), so
 // a failing run can be replayed with the same faults at the same offsets;
@@ -32,6 +32,10 @@ const (
 	// when the fault ends: long enough and the others declare it dead while
 	// it still holds its state.
 	Pause Kind = "pause"
+	// Restart stops the node gracefully (SIGTERM: it hands its clients
+	// over, leaves the membership and transfers leadership) and starts it
+	// again when the fault ends: one step of a rolling restart.
+	Restart Kind = "restart"
 	// Isolate cuts the node off the network (a partition of one node from
 	// all others, both ways) and reconnects it when the fault ends; only
 	// drivers that can partition support it (docker).
@@ -103,13 +107,17 @@ var builtins = map[string]Scenario{
 	"smoke": {Name: "smoke", Faults: []Choice{{Kill, Random, 1}, {Kill, Leader, 1}, {Kill, Session, 1},
 		{Pause, Random, 1}, {Pause, Leader, 1}},
 		MinGap: sec(2), MaxGap: sec(4), MinDown: sec(1), MaxDown: sec(4), Settle: sec(3)},
+	// restart: graceful restarts of random nodes and the leader, as a
+	// rolling upgrade does them.
+	"restart": {Name: "restart", Faults: []Choice{{Restart, Random, 1}, {Restart, Leader, 1}, {Restart, Session, 1}},
+		MinGap: sec(2), MaxGap: sec(4), MinDown: sec(1), MaxDown: sec(3), Settle: sec(3)},
 	// partition: isolate random nodes, the leader and session nodes
 	// (drivers that can partition).
 	"partition": {Name: "partition", Faults: []Choice{{Isolate, Random, 1}, {Isolate, Leader, 1}, {Isolate, Session, 1}},
 		MinGap: sec(2), MaxGap: sec(5), MinDown: sec(1), MaxDown: sec(5), Settle: sec(3)},
 	// all: kill, pause and isolate (drivers that can partition).
 	"all": {Name: "all", Faults: []Choice{{Kill, Random, 1}, {Kill, Leader, 1}, {Kill, Session, 1},
-		{Pause, Random, 1}, {Pause, Leader, 1}, {Isolate, Random, 1}, {Isolate, Leader, 1}},
+		{Pause, Random, 1}, {Pause, Leader, 1}, {Isolate, Random, 1}, {Isolate, Leader, 1}, {Restart, Leader, 1}},
 		MinGap: sec(2), MaxGap: sec(4), MinDown: sec(1), MaxDown: sec(4), Settle: sec(3)},
 	// none: no faults (a baseline; the checkers must pass).
 	"none": {Name: "none", MinGap: sec(1), MaxGap: sec(1), MinDown: sec(1), MaxDown: sec(1), Settle: sec(1)},
@@ -155,8 +163,8 @@ func Load(nameOrFile string) (Scenario, error) {
 func (sc Scenario) Validate() error {
 	var errs []error
 	for i, c := range sc.Faults {
-		if c.Kind != Kill && c.Kind != Pause && c.Kind != Isolate {
-			errs = append(errs, fmt.Errorf("faults[%d].kind %q: want kill, pause or isolate", i, c.Kind))
+		if c.Kind != Kill && c.Kind != Pause && c.Kind != Isolate && c.Kind != Restart {
+			errs = append(errs, fmt.Errorf("faults[%d].kind %q: want kill, pause, restart or isolate", i, c.Kind))
 		}
 		if c.Target != Random && c.Target != Leader && c.Target != Session {
 			errs = append(errs, fmt.Errorf("faults[%d].target %q: want random, leader or session", i, c.Target))

@@ -83,7 +83,7 @@ Node data and logs: <code>{{.R.Dir}}</code>.</p>
 {{end}}</pre>{{end}}{{end}}{{end}}{{end}}
 
 <h2>Timeline</h2>
-<p class="legend"><span><i class="sw" style="background:#f4a3a3"></i>node killed</span><span><i class="sw" style="background:#f7d08a"></i>node paused</span><span><i class="sw" style="background:#9ec5fe"></i>node isolated</span>
+<p class="legend"><span><i class="sw" style="background:#f4a3a3"></i>node killed</span><span><i class="sw" style="background:#f7d08a"></i>node paused</span><span><i class="sw" style="background:#9ec5fe"></i>node isolated</span><span><i class="sw" style="background:#c3b1e1"></i>node restarted (graceful)</span>
 <span><i class="sw" style="background:#2c7be5"></i>log operations/s that succeeded</span><span><i class="sw" style="background:#cf222e"></i>failed (read errors, unknown appends)/s</span>
 <span><i class="sw" style="background:#8250df"></i>max latency (right axis)</span><span><i class="sw" style="background:#1a7f37"></i>session resumes</span></p>
 {{.Timeline}}
@@ -135,7 +135,7 @@ func (r *Report) timelineSVG() string {
 		if i < 0 {
 			continue
 		}
-		color := map[nemesis.Kind]string{nemesis.Kill: "#f4a3a3", nemesis.Pause: "#f7d08a", nemesis.Isolate: "#9ec5fe"}[f.Kind]
+		color := map[nemesis.Kind]string{nemesis.Kill: "#f4a3a3", nemesis.Pause: "#f7d08a", nemesis.Isolate: "#9ec5fe", nemesis.Restart: "#c3b1e1"}[f.Kind]
 		if color == "" {
 			color = "#ccc"
 		}

@@ -238,6 +238,10 @@ func (d *dockerDriver) Kill(i int) error {
 	return d.set(i, func(n *dockerNode) { n.killed = true }, "kill", d.nodes[i].container)
 }
 
+func (d *dockerDriver) StopNode(i int) error {
+	return d.set(i, func(n *dockerNode) { n.killed = true }, "stop", "-t", "15", d.nodes[i].container)
+}
+
 func (d *dockerDriver) Restart(_ context.Context, i int) error {
 	return d.set(i, func(n *dockerNode) { n.killed = false }, "start", d.nodes[i].container)
 }

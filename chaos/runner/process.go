@@ -30,6 +30,9 @@ type Driver interface {
 	// its data.
 	Kill(i int) error
 	Restart(ctx context.Context, i int) error
+	// Stop stops node i gracefully (SIGTERM, then SIGKILL after a grace
+	// period); Restart starts it again.
+	StopNode(i int) error
 	// Pause freezes node i (SIGSTOP); Resume thaws it (SIGCONT).
 	Pause(i int) error
 	Resume(i int) error
@@ -113,6 +116,8 @@ func (d *processDriver) SessionClient() (sessionclient.Config, string) {
 func (d *processDriver) Kill(i int) error { return d.c.Kill(i) }
 
 func (d *processDriver) Restart(ctx context.Context, i int) error { return d.c.Restart(ctx, i) }
+
+func (d *processDriver) StopNode(i int) error { return d.c.Nodes[i].Proc.Stop(15 * time.Second) }
 
 func (d *processDriver) Pause(i int) error {
 	if err := d.c.Nodes[i].Proc.Signal(syscall.SIGSTOP); err != nil {

@@ -327,6 +327,8 @@ func apply(d Driver, k nemesis.Kind, i int) (heal func(context.Context) error, e
 	switch k {
 	case nemesis.Kill:
 		return func(ctx context.Context) error { return d.Restart(ctx, i) }, d.Kill(i)
+	case nemesis.Restart:
+		return func(ctx context.Context) error { return d.Restart(ctx, i) }, d.StopNode(i)
 	case nemesis.Pause:
 		return func(context.Context) error { return d.Resume(i) }, d.Pause(i)
 	case nemesis.Isolate:
