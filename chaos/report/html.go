@@ -39,6 +39,10 @@ type pageData struct {
 
 var page = template.Must(template.New("report").Funcs(template.FuncMap{
 	"sec": func(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds()) },
+	"resumes": func(r *Report) []time.Duration {
+		p50, p99, mx := r.ResumeQuantiles()
+		return []time.Duration{p50.Round(time.Millisecond), p99.Round(time.Millisecond), mx.Round(time.Millisecond)}
+	},
 	"json": func(v any) string {
 		b, err := json.MarshalIndent(v, "", "  ")
 		if err != nil {
@@ -87,6 +91,8 @@ Node data and logs: <code>{{.R.Dir}}</code>.</p>
 <span><i class="sw" style="background:#2c7be5"></i>log operations/s that succeeded</span><span><i class="sw" style="background:#cf222e"></i>failed (read errors, unknown appends)/s</span>
 <span><i class="sw" style="background:#8250df"></i>max latency (right axis)</span><span><i class="sw" style="background:#1a7f37"></i>session resumes</span></p>
 {{.Timeline}}
+
+{{if .R.Resumes}}{{$q := resumes .R}}<p>Session clients resumed {{len .R.Resumes}} times on another connection: p50 {{index $q 0}}, p99 {{index $q 1}}, max {{index $q 2}} from noticing the failure to the welcome of the resume.</p>{{end}}
 
 <h2>Faults</h2>
 <table><tr><th>#</th><th>fault</th><th>node</th><th>planned at</th><th>started</th><th>healed</th><th>note</th></tr>
@@ -169,9 +175,9 @@ func (r *Report) timelineSVG() string {
 	line("#2c7be5", func(s Second) float64 { return float64(s.OK + s.Conflict) }, float64(maxOps))
 	line("#cf222e", func(s Second) float64 { return float64(s.Failed) }, float64(maxOps))
 	line("#8250df", func(s Second) float64 { return s.MaxMs }, maxMs)
-	for _, at := range r.Resumes {
-		fmt.Fprintf(&b, `<line class="resume" x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="#1a7f37" stroke-width="2"><title>session resume at %.1f s</title></line>`,
-			x(at), x(at), chartTop+chartH, chartTop+chartH-12, at.Seconds())
+	for _, rs := range r.Resumes {
+		fmt.Fprintf(&b, `<line class="resume" x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="#1a7f37" stroke-width="2"><title>session resume at %.1f s, took %v</title></line>`,
+			x(rs.At), x(rs.At), chartTop+chartH, chartTop+chartH-12, rs.At.Seconds(), rs.Took.Round(time.Millisecond))
 	}
 	// Time axis.
 	step := max(time.Second, (end / 10).Round(time.Second))

@@ -36,9 +36,9 @@ type Report struct {
 	Plan   []nemesis.Fault `json:"plan"`
 	Faults []FaultRecord   `json:"faults"`
 
-	Workload any             `json:"workload"` // the workloads' counts
-	Seconds  []Second        `json:"seconds"`  // availability and latency per second
-	Resumes  []time.Duration `json:"resumes"`  // when session clients resumed (offsets)
+	Workload any      `json:"workload"` // the workloads' counts
+	Seconds  []Second `json:"seconds"`  // availability and latency per second
+	Resumes  []Resume `json:"resumes"`  // session clients that resumed on another connection
 
 	Checks []Check  `json:"checks"`
 	Errors []string `json:"errors,omitempty"` // what went wrong outside the checkers (a node that would not restart, …)
@@ -105,13 +105,34 @@ func (r *Report) Note(outcome string, latency time.Duration) {
 	b.MaxMs = max(b.MaxMs, ms)
 }
 
-// NoteResumes records n session resumes seen now.
-func (r *Report) NoteResumes(n int) {
+// Resume is one session client's resume: when it was seen (offset from the
+// start) and how long the client took from noticing the failure to the
+// welcome of its resume.
+type Resume struct {
+	At   time.Duration `json:"at"`
+	Took time.Duration `json:"took"`
+}
+
+// NoteResume records a resume seen now that took took.
+func (r *Report) NoteResume(took time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for range n {
-		r.Resumes = append(r.Resumes, time.Since(r.start))
+	r.Resumes = append(r.Resumes, Resume{At: time.Since(r.start), Took: took})
+}
+
+// ResumeQuantiles returns the p50, p99 and maximum resume time (zero
+// without resumes).
+func (r *Report) ResumeQuantiles() (p50, p99, maxTook time.Duration) {
+	if len(r.Resumes) == 0 {
+		return 0, 0, 0
 	}
+	ds := make([]time.Duration, len(r.Resumes))
+	for i, x := range r.Resumes {
+		ds[i] = x.Took
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	q := func(p float64) time.Duration { return ds[min(len(ds)-1, int(p*float64(len(ds))))] }
+	return q(0.5), q(0.99), ds[len(ds)-1]
 }
 
 // Since returns the offset of t from the start of the run.
@@ -185,6 +206,10 @@ func (r *Report) Summary() string {
 			}
 			fmt.Fprintf(&b, "    %s\n", v.What)
 		}
+	}
+	if len(r.Resumes) > 0 {
+		p50, p99, mx := r.ResumeQuantiles()
+		fmt.Fprintf(&b, "  session resumes: %d, p50 %v, p99 %v, max %v\n", len(r.Resumes), p50.Round(time.Millisecond), p99.Round(time.Millisecond), mx.Round(time.Millisecond))
 	}
 	for _, e := range r.Errors {
 		fmt.Fprintf(&b, "  error: %s\n", e)

@@ -26,7 +26,8 @@ func TestReportFilesShowTheRun(t *testing.T) {
 	}
 	r.Note("ok", 3*time.Millisecond)
 	r.Note("unknown", 2*time.Second)
-	r.NoteResumes(2)
+	r.NoteResume(300 * time.Millisecond)
+	r.NoteResume(900 * time.Millisecond)
 	r.AddCheck(check.AppendsName, "10 acknowledged appends", []check.Violation{{Check: check.AppendsName,
 		What: "n2: acknowledged append <c1-7> (s v3) is missing", Context: []string{"v2 c0-1"}}})
 	r.AddCheck(check.FramesName, "4 frames", nil)
@@ -58,7 +59,8 @@ func TestReportFilesShowTheRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	page := string(h)
-	for _, want := range []string{">FAIL<", r.Replay, "<svg", "&lt;c1-7&gt;", "v2 c0-1", "1 violations", "kill leader on n2"} {
+	for _, want := range []string{">FAIL<", r.Replay, "<svg", "&lt;c1-7&gt;", "v2 c0-1", "1 violations", "kill leader on n2",
+		"resumed 2 times on another connection: p50 900ms, p99 900ms, max 900ms"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)
 		}

@@ -408,16 +408,20 @@ func writeHistory(path string, w *workload.Log) error {
 func watchResumes(ctx context.Context, s *workload.Sessions, rep *report.Report) {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
-	var seen uint64
+	var seen []uint64
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
-		if n := s.Stats().Resumes; n > seen {
-			rep.NoteResumes(int(n - seen))
-			seen = n
+		for i, st := range s.ClientStats() {
+			if i == len(seen) {
+				seen = append(seen, 0)
+			}
+			for ; seen[i] < st.Resumes; seen[i]++ {
+				rep.NoteResume(st.LastResumeDuration)
+			}
 		}
 	}
 }

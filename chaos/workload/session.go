@@ -257,6 +257,15 @@ func (w *Sessions) Stats() SessionStats {
 	return s
 }
 
+// ClientStats returns each participant's library statistics.
+func (w *Sessions) ClientStats() []sessionclient.Stats {
+	var out []sessionclient.Stats
+	for _, p := range w.pairs {
+		out = append(out, p.host.Stats(), p.guest.Stats())
+	}
+	return out
+}
+
 // Close closes every participant and waits for the receive loops.
 func (w *Sessions) Close() {
 	for _, p := range w.pairs {
