@@ -73,7 +73,7 @@ compose-up: image ## three-node cluster in Docker (deploy/compose.yaml, project 
 	    id=$$($(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) ps -q $$n); \
 	    [ -n "$$id" ] && [ "$$(docker inspect -f '{{.State.Health.Status}}' $$id)" = healthy ] && ok=$$((ok + 1)); \
 	  done; \
-	  if [ $$ok = 3 ]; then echo "three nodes ready; host token: docker-compose -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) logs init"; exit 0; fi; \
+	  if [ $$ok = 3 ]; then echo "three nodes ready; the host token is in: $(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) logs init"; exit 0; fi; \
 	  sleep 1; \
 	done; echo "nodes not ready after 120 s:"; $(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) ps; exit 1
 
