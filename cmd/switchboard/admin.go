@@ -62,6 +62,7 @@ var adminCmds = []adminCmd{
 	{"projections list", "Cluster/ListProjections", "projection status on the node", nil},
 	{"projections rebuild", "Cluster/RebuildProjection", "rebuild a projection from the log (--wait)", []string{"name"}},
 	{"rates", "Cluster/GetRates", "sessions opened and events appended per minute", nil},
+	{"projections digests", "Cluster/GetProjectionDigests", "a SHA-256 of each projection's rows and the position it covers (--consistent)", nil},
 	{"sessions list", "Sessions/ListLiveSessions", "live sessions", nil},
 	{"sessions get", "Sessions/GetSession", "one session", []string{"code"}},
 	{"sessions end", "Sessions/EndSession", "end a live session (--reason)", []string{"code"}},

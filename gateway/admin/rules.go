@@ -41,10 +41,11 @@ var rules = map[string]rule{
 	methodWhoAmI:         {Rule: sbauth.Rule{Roles: allRoles}},
 	methodChangePassword: {Rule: sbauth.Rule{Roles: allRoles}},
 
-	"/switchboard.admin.v1.Cluster/GetCluster":        global(overseer),
-	"/switchboard.admin.v1.Cluster/ListProjections":   global(overseer),
-	"/switchboard.admin.v1.Cluster/GetRates":          global(overseer),
-	"/switchboard.admin.v1.Cluster/RebuildProjection": global(superOnly),
+	"/switchboard.admin.v1.Cluster/GetCluster":           global(overseer),
+	"/switchboard.admin.v1.Cluster/ListProjections":      global(overseer),
+	"/switchboard.admin.v1.Cluster/GetRates":             global(overseer),
+	"/switchboard.admin.v1.Cluster/GetProjectionDigests": global(overseer),
+	"/switchboard.admin.v1.Cluster/RebuildProjection":    global(superOnly),
 
 	"/switchboard.admin.v1.Sessions/ListLiveSessions":     scoped(readers),
 	"/switchboard.admin.v1.Sessions/GetSession":           scoped(readers),

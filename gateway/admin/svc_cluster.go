@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"time"
 
@@ -113,4 +114,25 @@ func (s *Server) consistent(ctx context.Context, want bool, name string) error {
 		return status.Errorf(codes.Unavailable, "consistent read: %v", err)
 	}
 	return nil
+}
+
+// GetProjectionDigests implements adminpb.ClusterServer.
+func (s *Server) GetProjectionDigests(ctx context.Context, req *adminpb.GetProjectionDigestsRequest) (*adminpb.GetProjectionDigestsResponse, error) {
+	views := s.b.Views()
+	if req.GetConsistent() {
+		for _, name := range views.Names() {
+			if err := s.consistent(ctx, true, name); err != nil {
+				return nil, err
+			}
+		}
+	}
+	ds, err := views.Digests()
+	if err != nil {
+		return nil, viewError(err)
+	}
+	out := &adminpb.GetProjectionDigestsResponse{Node: s.b.NodeID()}
+	for _, d := range ds {
+		out.Digests = append(out.Digests, &adminpb.ProjectionDigest{Name: d.Name, Position: d.Position, Rows: d.Rows, Sha256: hex.EncodeToString(d.SHA256[:])})
+	}
+	return out, nil
 }

@@ -309,6 +309,170 @@ func (x *Principal) GetMustChangePassword() bool {
 	return false
 }
 
+type GetProjectionDigestsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Consistent    bool                   `protobuf:"varint,1,opt,name=consistent,proto3" json:"consistent,omitempty"` // first catch up with everything committed in the cluster
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetProjectionDigestsRequest) Reset() {
+	*x = GetProjectionDigestsRequest{}
+	mi := &file_admin_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetProjectionDigestsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetProjectionDigestsRequest) ProtoMessage() {}
+
+func (x *GetProjectionDigestsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetProjectionDigestsRequest.ProtoReflect.Descriptor instead.
+func (*GetProjectionDigestsRequest) Descriptor() ([]byte, []int) {
+	return file_admin_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *GetProjectionDigestsRequest) GetConsistent() bool {
+	if x != nil {
+		return x.Consistent
+	}
+	return false
+}
+
+type GetProjectionDigestsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Digests       []*ProjectionDigest    `protobuf:"bytes,2,rep,name=digests,proto3" json:"digests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetProjectionDigestsResponse) Reset() {
+	*x = GetProjectionDigestsResponse{}
+	mi := &file_admin_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetProjectionDigestsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetProjectionDigestsResponse) ProtoMessage() {}
+
+func (x *GetProjectionDigestsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetProjectionDigestsResponse.ProtoReflect.Descriptor instead.
+func (*GetProjectionDigestsResponse) Descriptor() ([]byte, []int) {
+	return file_admin_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *GetProjectionDigestsResponse) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *GetProjectionDigestsResponse) GetDigests() []*ProjectionDigest {
+	if x != nil {
+		return x.Digests
+	}
+	return nil
+}
+
+type ProjectionDigest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Position      uint64                 `protobuf:"varint,2,opt,name=position,proto3" json:"position,omitempty"` // the log position the rows cover
+	Rows          uint64                 `protobuf:"varint,3,opt,name=rows,proto3" json:"rows,omitempty"`
+	Sha256        string                 `protobuf:"bytes,4,opt,name=sha256,proto3" json:"sha256,omitempty"` // hex, over (key length, key, value length, value) of every row in key order
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProjectionDigest) Reset() {
+	*x = ProjectionDigest{}
+	mi := &file_admin_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProjectionDigest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProjectionDigest) ProtoMessage() {}
+
+func (x *ProjectionDigest) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProjectionDigest.ProtoReflect.Descriptor instead.
+func (*ProjectionDigest) Descriptor() ([]byte, []int) {
+	return file_admin_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ProjectionDigest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ProjectionDigest) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *ProjectionDigest) GetRows() uint64 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *ProjectionDigest) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
 type GetClusterRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -317,7 +481,7 @@ type GetClusterRequest struct {
 
 func (x *GetClusterRequest) Reset() {
 	*x = GetClusterRequest{}
-	mi := &file_admin_proto_msgTypes[5]
+	mi := &file_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -329,7 +493,7 @@ func (x *GetClusterRequest) String() string {
 func (*GetClusterRequest) ProtoMessage() {}
 
 func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[5]
+	mi := &file_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -342,7 +506,7 @@ func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterRequest.ProtoReflect.Descriptor instead.
 func (*GetClusterRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{5}
+	return file_admin_proto_rawDescGZIP(), []int{8}
 }
 
 type ClusterView struct {
@@ -358,7 +522,7 @@ type ClusterView struct {
 
 func (x *ClusterView) Reset() {
 	*x = ClusterView{}
-	mi := &file_admin_proto_msgTypes[6]
+	mi := &file_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -370,7 +534,7 @@ func (x *ClusterView) String() string {
 func (*ClusterView) ProtoMessage() {}
 
 func (x *ClusterView) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[6]
+	mi := &file_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -383,7 +547,7 @@ func (x *ClusterView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterView.ProtoReflect.Descriptor instead.
 func (*ClusterView) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{6}
+	return file_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ClusterView) GetNode() string {
@@ -441,7 +605,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_admin_proto_msgTypes[7]
+	mi := &file_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -453,7 +617,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[7]
+	mi := &file_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -466,7 +630,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{7}
+	return file_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Member) GetId() string {
@@ -561,7 +725,7 @@ type ListProjectionsRequest struct {
 
 func (x *ListProjectionsRequest) Reset() {
 	*x = ListProjectionsRequest{}
-	mi := &file_admin_proto_msgTypes[8]
+	mi := &file_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -573,7 +737,7 @@ func (x *ListProjectionsRequest) String() string {
 func (*ListProjectionsRequest) ProtoMessage() {}
 
 func (x *ListProjectionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[8]
+	mi := &file_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -586,7 +750,7 @@ func (x *ListProjectionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProjectionsRequest.ProtoReflect.Descriptor instead.
 func (*ListProjectionsRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{8}
+	return file_admin_proto_rawDescGZIP(), []int{11}
 }
 
 type ListProjectionsResponse struct {
@@ -598,7 +762,7 @@ type ListProjectionsResponse struct {
 
 func (x *ListProjectionsResponse) Reset() {
 	*x = ListProjectionsResponse{}
-	mi := &file_admin_proto_msgTypes[9]
+	mi := &file_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -610,7 +774,7 @@ func (x *ListProjectionsResponse) String() string {
 func (*ListProjectionsResponse) ProtoMessage() {}
 
 func (x *ListProjectionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[9]
+	mi := &file_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -623,7 +787,7 @@ func (x *ListProjectionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProjectionsResponse.ProtoReflect.Descriptor instead.
 func (*ListProjectionsResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{9}
+	return file_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListProjectionsResponse) GetProjections() []*ProjectionStatus {
@@ -643,7 +807,7 @@ type RebuildProjectionRequest struct {
 
 func (x *RebuildProjectionRequest) Reset() {
 	*x = RebuildProjectionRequest{}
-	mi := &file_admin_proto_msgTypes[10]
+	mi := &file_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -655,7 +819,7 @@ func (x *RebuildProjectionRequest) String() string {
 func (*RebuildProjectionRequest) ProtoMessage() {}
 
 func (x *RebuildProjectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[10]
+	mi := &file_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -668,7 +832,7 @@ func (x *RebuildProjectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebuildProjectionRequest.ProtoReflect.Descriptor instead.
 func (*RebuildProjectionRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{10}
+	return file_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RebuildProjectionRequest) GetName() string {
@@ -702,7 +866,7 @@ type ProjectionStatus struct {
 
 func (x *ProjectionStatus) Reset() {
 	*x = ProjectionStatus{}
-	mi := &file_admin_proto_msgTypes[11]
+	mi := &file_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -714,7 +878,7 @@ func (x *ProjectionStatus) String() string {
 func (*ProjectionStatus) ProtoMessage() {}
 
 func (x *ProjectionStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[11]
+	mi := &file_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -727,7 +891,7 @@ func (x *ProjectionStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProjectionStatus.ProtoReflect.Descriptor instead.
 func (*ProjectionStatus) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{11}
+	return file_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ProjectionStatus) GetName() string {
@@ -803,7 +967,7 @@ type GetRatesRequest struct {
 
 func (x *GetRatesRequest) Reset() {
 	*x = GetRatesRequest{}
-	mi := &file_admin_proto_msgTypes[12]
+	mi := &file_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -815,7 +979,7 @@ func (x *GetRatesRequest) String() string {
 func (*GetRatesRequest) ProtoMessage() {}
 
 func (x *GetRatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[12]
+	mi := &file_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -828,7 +992,7 @@ func (x *GetRatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRatesRequest.ProtoReflect.Descriptor instead.
 func (*GetRatesRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{12}
+	return file_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetRatesRequest) GetFromUnixMs() int64 {
@@ -855,7 +1019,7 @@ type GetRatesResponse struct {
 
 func (x *GetRatesResponse) Reset() {
 	*x = GetRatesResponse{}
-	mi := &file_admin_proto_msgTypes[13]
+	mi := &file_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -867,7 +1031,7 @@ func (x *GetRatesResponse) String() string {
 func (*GetRatesResponse) ProtoMessage() {}
 
 func (x *GetRatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[13]
+	mi := &file_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -880,7 +1044,7 @@ func (x *GetRatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRatesResponse.ProtoReflect.Descriptor instead.
 func (*GetRatesResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{13}
+	return file_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetRatesResponse) GetSessionsOpened() []*Bucket {
@@ -907,7 +1071,7 @@ type Bucket struct {
 
 func (x *Bucket) Reset() {
 	*x = Bucket{}
-	mi := &file_admin_proto_msgTypes[14]
+	mi := &file_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -919,7 +1083,7 @@ func (x *Bucket) String() string {
 func (*Bucket) ProtoMessage() {}
 
 func (x *Bucket) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[14]
+	mi := &file_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -932,7 +1096,7 @@ func (x *Bucket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Bucket.ProtoReflect.Descriptor instead.
 func (*Bucket) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{14}
+	return file_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Bucket) GetStartUnixMs() int64 {
@@ -972,7 +1136,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_admin_proto_msgTypes[15]
+	mi := &file_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -984,7 +1148,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[15]
+	mi := &file_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -997,7 +1161,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{15}
+	return file_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Session) GetCode() string {
@@ -1125,7 +1289,7 @@ type Participant struct {
 
 func (x *Participant) Reset() {
 	*x = Participant{}
-	mi := &file_admin_proto_msgTypes[16]
+	mi := &file_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1137,7 +1301,7 @@ func (x *Participant) String() string {
 func (*Participant) ProtoMessage() {}
 
 func (x *Participant) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[16]
+	mi := &file_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1150,7 +1314,7 @@ func (x *Participant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Participant.ProtoReflect.Descriptor instead.
 func (*Participant) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{16}
+	return file_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Participant) GetId() string {
@@ -1248,7 +1412,7 @@ type ListLiveSessionsRequest struct {
 
 func (x *ListLiveSessionsRequest) Reset() {
 	*x = ListLiveSessionsRequest{}
-	mi := &file_admin_proto_msgTypes[17]
+	mi := &file_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1260,7 +1424,7 @@ func (x *ListLiveSessionsRequest) String() string {
 func (*ListLiveSessionsRequest) ProtoMessage() {}
 
 func (x *ListLiveSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[17]
+	mi := &file_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1273,7 +1437,7 @@ func (x *ListLiveSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLiveSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ListLiveSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{17}
+	return file_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListLiveSessionsRequest) GetLimit() uint32 {
@@ -1307,7 +1471,7 @@ type ListLiveSessionsResponse struct {
 
 func (x *ListLiveSessionsResponse) Reset() {
 	*x = ListLiveSessionsResponse{}
-	mi := &file_admin_proto_msgTypes[18]
+	mi := &file_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1319,7 +1483,7 @@ func (x *ListLiveSessionsResponse) String() string {
 func (*ListLiveSessionsResponse) ProtoMessage() {}
 
 func (x *ListLiveSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[18]
+	mi := &file_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1332,7 +1496,7 @@ func (x *ListLiveSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLiveSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ListLiveSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{18}
+	return file_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListLiveSessionsResponse) GetSessions() []*Session {
@@ -1359,7 +1523,7 @@ type GetSessionRequest struct {
 
 func (x *GetSessionRequest) Reset() {
 	*x = GetSessionRequest{}
-	mi := &file_admin_proto_msgTypes[19]
+	mi := &file_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1371,7 +1535,7 @@ func (x *GetSessionRequest) String() string {
 func (*GetSessionRequest) ProtoMessage() {}
 
 func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[19]
+	mi := &file_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1384,7 +1548,7 @@ func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionRequest.ProtoReflect.Descriptor instead.
 func (*GetSessionRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{19}
+	return file_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetSessionRequest) GetCode() string {
@@ -1411,7 +1575,7 @@ type EndSessionRequest struct {
 
 func (x *EndSessionRequest) Reset() {
 	*x = EndSessionRequest{}
-	mi := &file_admin_proto_msgTypes[20]
+	mi := &file_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1423,7 +1587,7 @@ func (x *EndSessionRequest) String() string {
 func (*EndSessionRequest) ProtoMessage() {}
 
 func (x *EndSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[20]
+	mi := &file_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1436,7 +1600,7 @@ func (x *EndSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndSessionRequest.ProtoReflect.Descriptor instead.
 func (*EndSessionRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{20}
+	return file_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *EndSessionRequest) GetCode() string {
@@ -1469,7 +1633,7 @@ type SearchSessionHistoryRequest struct {
 
 func (x *SearchSessionHistoryRequest) Reset() {
 	*x = SearchSessionHistoryRequest{}
-	mi := &file_admin_proto_msgTypes[21]
+	mi := &file_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1481,7 +1645,7 @@ func (x *SearchSessionHistoryRequest) String() string {
 func (*SearchSessionHistoryRequest) ProtoMessage() {}
 
 func (x *SearchSessionHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[21]
+	mi := &file_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1494,7 +1658,7 @@ func (x *SearchSessionHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchSessionHistoryRequest.ProtoReflect.Descriptor instead.
 func (*SearchSessionHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{21}
+	return file_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SearchSessionHistoryRequest) GetCode() string {
@@ -1569,7 +1733,7 @@ type SearchSessionHistoryResponse struct {
 
 func (x *SearchSessionHistoryResponse) Reset() {
 	*x = SearchSessionHistoryResponse{}
-	mi := &file_admin_proto_msgTypes[22]
+	mi := &file_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1581,7 +1745,7 @@ func (x *SearchSessionHistoryResponse) String() string {
 func (*SearchSessionHistoryResponse) ProtoMessage() {}
 
 func (x *SearchSessionHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[22]
+	mi := &file_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1594,7 +1758,7 @@ func (x *SearchSessionHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchSessionHistoryResponse.ProtoReflect.Descriptor instead.
 func (*SearchSessionHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{22}
+	return file_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SearchSessionHistoryResponse) GetSessions() []*Session {
@@ -1657,7 +1821,7 @@ type GetFailoverStateRequest struct {
 
 func (x *GetFailoverStateRequest) Reset() {
 	*x = GetFailoverStateRequest{}
-	mi := &file_admin_proto_msgTypes[23]
+	mi := &file_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1669,7 +1833,7 @@ func (x *GetFailoverStateRequest) String() string {
 func (*GetFailoverStateRequest) ProtoMessage() {}
 
 func (x *GetFailoverStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[23]
+	mi := &file_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1682,7 +1846,7 @@ func (x *GetFailoverStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFailoverStateRequest.ProtoReflect.Descriptor instead.
 func (*GetFailoverStateRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{23}
+	return file_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetFailoverStateRequest) GetCode() string {
@@ -1715,7 +1879,7 @@ type GetFailoverStateResponse struct {
 
 func (x *GetFailoverStateResponse) Reset() {
 	*x = GetFailoverStateResponse{}
-	mi := &file_admin_proto_msgTypes[24]
+	mi := &file_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1727,7 +1891,7 @@ func (x *GetFailoverStateResponse) String() string {
 func (*GetFailoverStateResponse) ProtoMessage() {}
 
 func (x *GetFailoverStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[24]
+	mi := &file_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1740,7 +1904,7 @@ func (x *GetFailoverStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFailoverStateResponse.ProtoReflect.Descriptor instead.
 func (*GetFailoverStateResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{24}
+	return file_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetFailoverStateResponse) GetPoints() []*ResumePoint {
@@ -1760,7 +1924,7 @@ type ResumePoint struct {
 
 func (x *ResumePoint) Reset() {
 	*x = ResumePoint{}
-	mi := &file_admin_proto_msgTypes[25]
+	mi := &file_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1772,7 +1936,7 @@ func (x *ResumePoint) String() string {
 func (*ResumePoint) ProtoMessage() {}
 
 func (x *ResumePoint) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[25]
+	mi := &file_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1785,7 +1949,7 @@ func (x *ResumePoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumePoint.ProtoReflect.Descriptor instead.
 func (*ResumePoint) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{25}
+	return file_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ResumePoint) GetCode() string {
@@ -1819,7 +1983,7 @@ type SearchAuditRequest struct {
 
 func (x *SearchAuditRequest) Reset() {
 	*x = SearchAuditRequest{}
-	mi := &file_admin_proto_msgTypes[26]
+	mi := &file_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1831,7 +1995,7 @@ func (x *SearchAuditRequest) String() string {
 func (*SearchAuditRequest) ProtoMessage() {}
 
 func (x *SearchAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[26]
+	mi := &file_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1844,7 +2008,7 @@ func (x *SearchAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchAuditRequest.ProtoReflect.Descriptor instead.
 func (*SearchAuditRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{26}
+	return file_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SearchAuditRequest) GetStream() string {
@@ -1920,7 +2084,7 @@ type SearchAuditResponse struct {
 
 func (x *SearchAuditResponse) Reset() {
 	*x = SearchAuditResponse{}
-	mi := &file_admin_proto_msgTypes[27]
+	mi := &file_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1932,7 +2096,7 @@ func (x *SearchAuditResponse) String() string {
 func (*SearchAuditResponse) ProtoMessage() {}
 
 func (x *SearchAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[27]
+	mi := &file_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1945,7 +2109,7 @@ func (x *SearchAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchAuditResponse.ProtoReflect.Descriptor instead.
 func (*SearchAuditResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{27}
+	return file_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SearchAuditResponse) GetEntries() []*AuditEntry {
@@ -1979,7 +2143,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_admin_proto_msgTypes[28]
+	mi := &file_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1991,7 +2155,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[28]
+	mi := &file_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2004,7 +2168,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{28}
+	return file_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AuditEntry) GetPosition() uint64 {
@@ -2077,7 +2241,7 @@ type Account struct {
 
 func (x *Account) Reset() {
 	*x = Account{}
-	mi := &file_admin_proto_msgTypes[29]
+	mi := &file_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2089,7 +2253,7 @@ func (x *Account) String() string {
 func (*Account) ProtoMessage() {}
 
 func (x *Account) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[29]
+	mi := &file_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2102,7 +2266,7 @@ func (x *Account) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Account.ProtoReflect.Descriptor instead.
 func (*Account) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{29}
+	return file_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Account) GetName() string {
@@ -2209,7 +2373,7 @@ type SecretInfo struct {
 
 func (x *SecretInfo) Reset() {
 	*x = SecretInfo{}
-	mi := &file_admin_proto_msgTypes[30]
+	mi := &file_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2221,7 +2385,7 @@ func (x *SecretInfo) String() string {
 func (*SecretInfo) ProtoMessage() {}
 
 func (x *SecretInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[30]
+	mi := &file_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2234,7 +2398,7 @@ func (x *SecretInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretInfo.ProtoReflect.Descriptor instead.
 func (*SecretInfo) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{30}
+	return file_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SecretInfo) GetId() string {
@@ -2284,7 +2448,7 @@ type CreateAccountRequest struct {
 
 func (x *CreateAccountRequest) Reset() {
 	*x = CreateAccountRequest{}
-	mi := &file_admin_proto_msgTypes[31]
+	mi := &file_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2296,7 +2460,7 @@ func (x *CreateAccountRequest) String() string {
 func (*CreateAccountRequest) ProtoMessage() {}
 
 func (x *CreateAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[31]
+	mi := &file_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2309,7 +2473,7 @@ func (x *CreateAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAccountRequest.ProtoReflect.Descriptor instead.
 func (*CreateAccountRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{31}
+	return file_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CreateAccountRequest) GetName() string {
@@ -2352,7 +2516,7 @@ type CreateAccountResponse struct {
 
 func (x *CreateAccountResponse) Reset() {
 	*x = CreateAccountResponse{}
-	mi := &file_admin_proto_msgTypes[32]
+	mi := &file_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2364,7 +2528,7 @@ func (x *CreateAccountResponse) String() string {
 func (*CreateAccountResponse) ProtoMessage() {}
 
 func (x *CreateAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[32]
+	mi := &file_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2377,7 +2541,7 @@ func (x *CreateAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAccountResponse.ProtoReflect.Descriptor instead.
 func (*CreateAccountResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{32}
+	return file_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CreateAccountResponse) GetAccount() *Account {
@@ -2412,7 +2576,7 @@ type ListAccountsRequest struct {
 
 func (x *ListAccountsRequest) Reset() {
 	*x = ListAccountsRequest{}
-	mi := &file_admin_proto_msgTypes[33]
+	mi := &file_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2424,7 +2588,7 @@ func (x *ListAccountsRequest) String() string {
 func (*ListAccountsRequest) ProtoMessage() {}
 
 func (x *ListAccountsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[33]
+	mi := &file_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2437,7 +2601,7 @@ func (x *ListAccountsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccountsRequest.ProtoReflect.Descriptor instead.
 func (*ListAccountsRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{33}
+	return file_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListAccountsRequest) GetTenant() string {
@@ -2470,7 +2634,7 @@ type ListAccountsResponse struct {
 
 func (x *ListAccountsResponse) Reset() {
 	*x = ListAccountsResponse{}
-	mi := &file_admin_proto_msgTypes[34]
+	mi := &file_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2482,7 +2646,7 @@ func (x *ListAccountsResponse) String() string {
 func (*ListAccountsResponse) ProtoMessage() {}
 
 func (x *ListAccountsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[34]
+	mi := &file_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2495,7 +2659,7 @@ func (x *ListAccountsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccountsResponse.ProtoReflect.Descriptor instead.
 func (*ListAccountsResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{34}
+	return file_admin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListAccountsResponse) GetAccounts() []*Account {
@@ -2514,7 +2678,7 @@ type GetAccountRequest struct {
 
 func (x *GetAccountRequest) Reset() {
 	*x = GetAccountRequest{}
-	mi := &file_admin_proto_msgTypes[35]
+	mi := &file_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2526,7 +2690,7 @@ func (x *GetAccountRequest) String() string {
 func (*GetAccountRequest) ProtoMessage() {}
 
 func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[35]
+	mi := &file_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2539,7 +2703,7 @@ func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountRequest.ProtoReflect.Descriptor instead.
 func (*GetAccountRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{35}
+	return file_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GetAccountRequest) GetName() string {
@@ -2560,7 +2724,7 @@ type SetRoleRequest struct {
 
 func (x *SetRoleRequest) Reset() {
 	*x = SetRoleRequest{}
-	mi := &file_admin_proto_msgTypes[36]
+	mi := &file_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2572,7 +2736,7 @@ func (x *SetRoleRequest) String() string {
 func (*SetRoleRequest) ProtoMessage() {}
 
 func (x *SetRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[36]
+	mi := &file_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2585,7 +2749,7 @@ func (x *SetRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRoleRequest.ProtoReflect.Descriptor instead.
 func (*SetRoleRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{36}
+	return file_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SetRoleRequest) GetName() string {
@@ -2619,7 +2783,7 @@ type DisableAccountRequest struct {
 
 func (x *DisableAccountRequest) Reset() {
 	*x = DisableAccountRequest{}
-	mi := &file_admin_proto_msgTypes[37]
+	mi := &file_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2631,7 +2795,7 @@ func (x *DisableAccountRequest) String() string {
 func (*DisableAccountRequest) ProtoMessage() {}
 
 func (x *DisableAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[37]
+	mi := &file_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2644,7 +2808,7 @@ func (x *DisableAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisableAccountRequest.ProtoReflect.Descriptor instead.
 func (*DisableAccountRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{37}
+	return file_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *DisableAccountRequest) GetName() string {
@@ -2670,7 +2834,7 @@ type EnableAccountRequest struct {
 
 func (x *EnableAccountRequest) Reset() {
 	*x = EnableAccountRequest{}
-	mi := &file_admin_proto_msgTypes[38]
+	mi := &file_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2682,7 +2846,7 @@ func (x *EnableAccountRequest) String() string {
 func (*EnableAccountRequest) ProtoMessage() {}
 
 func (x *EnableAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[38]
+	mi := &file_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2695,7 +2859,7 @@ func (x *EnableAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnableAccountRequest.ProtoReflect.Descriptor instead.
 func (*EnableAccountRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{38}
+	return file_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *EnableAccountRequest) GetName() string {
@@ -2714,7 +2878,7 @@ type DeleteAccountRequest struct {
 
 func (x *DeleteAccountRequest) Reset() {
 	*x = DeleteAccountRequest{}
-	mi := &file_admin_proto_msgTypes[39]
+	mi := &file_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2726,7 +2890,7 @@ func (x *DeleteAccountRequest) String() string {
 func (*DeleteAccountRequest) ProtoMessage() {}
 
 func (x *DeleteAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[39]
+	mi := &file_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2739,7 +2903,7 @@ func (x *DeleteAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccountRequest.ProtoReflect.Descriptor instead.
 func (*DeleteAccountRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{39}
+	return file_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *DeleteAccountRequest) GetName() string {
@@ -2758,7 +2922,7 @@ type ResetPasswordRequest struct {
 
 func (x *ResetPasswordRequest) Reset() {
 	*x = ResetPasswordRequest{}
-	mi := &file_admin_proto_msgTypes[40]
+	mi := &file_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2770,7 +2934,7 @@ func (x *ResetPasswordRequest) String() string {
 func (*ResetPasswordRequest) ProtoMessage() {}
 
 func (x *ResetPasswordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[40]
+	mi := &file_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2783,7 +2947,7 @@ func (x *ResetPasswordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetPasswordRequest.ProtoReflect.Descriptor instead.
 func (*ResetPasswordRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{40}
+	return file_admin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ResetPasswordRequest) GetName() string {
@@ -2803,7 +2967,7 @@ type RotateSecretRequest struct {
 
 func (x *RotateSecretRequest) Reset() {
 	*x = RotateSecretRequest{}
-	mi := &file_admin_proto_msgTypes[41]
+	mi := &file_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2815,7 +2979,7 @@ func (x *RotateSecretRequest) String() string {
 func (*RotateSecretRequest) ProtoMessage() {}
 
 func (x *RotateSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[41]
+	mi := &file_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2828,7 +2992,7 @@ func (x *RotateSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSecretRequest.ProtoReflect.Descriptor instead.
 func (*RotateSecretRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{41}
+	return file_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RotateSecretRequest) GetName() string {
@@ -2855,7 +3019,7 @@ type RevokeSecretRequest struct {
 
 func (x *RevokeSecretRequest) Reset() {
 	*x = RevokeSecretRequest{}
-	mi := &file_admin_proto_msgTypes[42]
+	mi := &file_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2867,7 +3031,7 @@ func (x *RevokeSecretRequest) String() string {
 func (*RevokeSecretRequest) ProtoMessage() {}
 
 func (x *RevokeSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[42]
+	mi := &file_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2880,7 +3044,7 @@ func (x *RevokeSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeSecretRequest.ProtoReflect.Descriptor instead.
 func (*RevokeSecretRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{42}
+	return file_admin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RevokeSecretRequest) GetName() string {
@@ -2918,7 +3082,19 @@ const file_admin_proto_rawDesc = "" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
 	"\x04role\x18\x03 \x01(\tR\x04role\x12\x16\n" +
 	"\x06tenant\x18\x04 \x01(\tR\x06tenant\x120\n" +
-	"\x14must_change_password\x18\x05 \x01(\bR\x12mustChangePassword\"\x13\n" +
+	"\x14must_change_password\x18\x05 \x01(\bR\x12mustChangePassword\"=\n" +
+	"\x1bGetProjectionDigestsRequest\x12\x1e\n" +
+	"\n" +
+	"consistent\x18\x01 \x01(\bR\n" +
+	"consistent\"t\n" +
+	"\x1cGetProjectionDigestsResponse\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12@\n" +
+	"\adigests\x18\x02 \x03(\v2&.switchboard.admin.v1.ProjectionDigestR\adigests\"n\n" +
+	"\x10ProjectionDigest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bposition\x18\x02 \x01(\x04R\bposition\x12\x12\n" +
+	"\x04rows\x18\x03 \x01(\x04R\x04rows\x12\x16\n" +
+	"\x06sha256\x18\x04 \x01(\tR\x06sha256\"\x13\n" +
 	"\x11GetClusterRequest\"\xe0\x01\n" +
 	"\vClusterView\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
@@ -3154,13 +3330,14 @@ const file_admin_proto_rawDesc = "" +
 	"\x04Auth\x12P\n" +
 	"\x05Login\x12\".switchboard.admin.v1.LoginRequest\x1a#.switchboard.admin.v1.LoginResponse\x12b\n" +
 	"\x0eChangePassword\x12+.switchboard.admin.v1.ChangePasswordRequest\x1a#.switchboard.admin.v1.LoginResponse\x12N\n" +
-	"\x06WhoAmI\x12#.switchboard.admin.v1.WhoAmIRequest\x1a\x1f.switchboard.admin.v1.Principal2\x9b\x03\n" +
+	"\x06WhoAmI\x12#.switchboard.admin.v1.WhoAmIRequest\x1a\x1f.switchboard.admin.v1.Principal2\x9a\x04\n" +
 	"\aCluster\x12X\n" +
 	"\n" +
 	"GetCluster\x12'.switchboard.admin.v1.GetClusterRequest\x1a!.switchboard.admin.v1.ClusterView\x12n\n" +
 	"\x0fListProjections\x12,.switchboard.admin.v1.ListProjectionsRequest\x1a-.switchboard.admin.v1.ListProjectionsResponse\x12k\n" +
 	"\x11RebuildProjection\x12..switchboard.admin.v1.RebuildProjectionRequest\x1a&.switchboard.admin.v1.ProjectionStatus\x12Y\n" +
-	"\bGetRates\x12%.switchboard.admin.v1.GetRatesRequest\x1a&.switchboard.admin.v1.GetRatesResponse2\x9b\x04\n" +
+	"\bGetRates\x12%.switchboard.admin.v1.GetRatesRequest\x1a&.switchboard.admin.v1.GetRatesResponse\x12}\n" +
+	"\x14GetProjectionDigests\x121.switchboard.admin.v1.GetProjectionDigestsRequest\x1a2.switchboard.admin.v1.GetProjectionDigestsResponse2\x9b\x04\n" +
 	"\bSessions\x12q\n" +
 	"\x10ListLiveSessions\x12-.switchboard.admin.v1.ListLiveSessionsRequest\x1a..switchboard.admin.v1.ListLiveSessionsResponse\x12T\n" +
 	"\n" +
@@ -3196,119 +3373,125 @@ func file_admin_proto_rawDescGZIP() []byte {
 	return file_admin_proto_rawDescData
 }
 
-var file_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_admin_proto_goTypes = []any{
 	(*LoginRequest)(nil),                 // 0: switchboard.admin.v1.LoginRequest
 	(*LoginResponse)(nil),                // 1: switchboard.admin.v1.LoginResponse
 	(*ChangePasswordRequest)(nil),        // 2: switchboard.admin.v1.ChangePasswordRequest
 	(*WhoAmIRequest)(nil),                // 3: switchboard.admin.v1.WhoAmIRequest
 	(*Principal)(nil),                    // 4: switchboard.admin.v1.Principal
-	(*GetClusterRequest)(nil),            // 5: switchboard.admin.v1.GetClusterRequest
-	(*ClusterView)(nil),                  // 6: switchboard.admin.v1.ClusterView
-	(*Member)(nil),                       // 7: switchboard.admin.v1.Member
-	(*ListProjectionsRequest)(nil),       // 8: switchboard.admin.v1.ListProjectionsRequest
-	(*ListProjectionsResponse)(nil),      // 9: switchboard.admin.v1.ListProjectionsResponse
-	(*RebuildProjectionRequest)(nil),     // 10: switchboard.admin.v1.RebuildProjectionRequest
-	(*ProjectionStatus)(nil),             // 11: switchboard.admin.v1.ProjectionStatus
-	(*GetRatesRequest)(nil),              // 12: switchboard.admin.v1.GetRatesRequest
-	(*GetRatesResponse)(nil),             // 13: switchboard.admin.v1.GetRatesResponse
-	(*Bucket)(nil),                       // 14: switchboard.admin.v1.Bucket
-	(*Session)(nil),                      // 15: switchboard.admin.v1.Session
-	(*Participant)(nil),                  // 16: switchboard.admin.v1.Participant
-	(*ListLiveSessionsRequest)(nil),      // 17: switchboard.admin.v1.ListLiveSessionsRequest
-	(*ListLiveSessionsResponse)(nil),     // 18: switchboard.admin.v1.ListLiveSessionsResponse
-	(*GetSessionRequest)(nil),            // 19: switchboard.admin.v1.GetSessionRequest
-	(*EndSessionRequest)(nil),            // 20: switchboard.admin.v1.EndSessionRequest
-	(*SearchSessionHistoryRequest)(nil),  // 21: switchboard.admin.v1.SearchSessionHistoryRequest
-	(*SearchSessionHistoryResponse)(nil), // 22: switchboard.admin.v1.SearchSessionHistoryResponse
-	(*GetFailoverStateRequest)(nil),      // 23: switchboard.admin.v1.GetFailoverStateRequest
-	(*GetFailoverStateResponse)(nil),     // 24: switchboard.admin.v1.GetFailoverStateResponse
-	(*ResumePoint)(nil),                  // 25: switchboard.admin.v1.ResumePoint
-	(*SearchAuditRequest)(nil),           // 26: switchboard.admin.v1.SearchAuditRequest
-	(*SearchAuditResponse)(nil),          // 27: switchboard.admin.v1.SearchAuditResponse
-	(*AuditEntry)(nil),                   // 28: switchboard.admin.v1.AuditEntry
-	(*Account)(nil),                      // 29: switchboard.admin.v1.Account
-	(*SecretInfo)(nil),                   // 30: switchboard.admin.v1.SecretInfo
-	(*CreateAccountRequest)(nil),         // 31: switchboard.admin.v1.CreateAccountRequest
-	(*CreateAccountResponse)(nil),        // 32: switchboard.admin.v1.CreateAccountResponse
-	(*ListAccountsRequest)(nil),          // 33: switchboard.admin.v1.ListAccountsRequest
-	(*ListAccountsResponse)(nil),         // 34: switchboard.admin.v1.ListAccountsResponse
-	(*GetAccountRequest)(nil),            // 35: switchboard.admin.v1.GetAccountRequest
-	(*SetRoleRequest)(nil),               // 36: switchboard.admin.v1.SetRoleRequest
-	(*DisableAccountRequest)(nil),        // 37: switchboard.admin.v1.DisableAccountRequest
-	(*EnableAccountRequest)(nil),         // 38: switchboard.admin.v1.EnableAccountRequest
-	(*DeleteAccountRequest)(nil),         // 39: switchboard.admin.v1.DeleteAccountRequest
-	(*ResetPasswordRequest)(nil),         // 40: switchboard.admin.v1.ResetPasswordRequest
-	(*RotateSecretRequest)(nil),          // 41: switchboard.admin.v1.RotateSecretRequest
-	(*RevokeSecretRequest)(nil),          // 42: switchboard.admin.v1.RevokeSecretRequest
+	(*GetProjectionDigestsRequest)(nil),  // 5: switchboard.admin.v1.GetProjectionDigestsRequest
+	(*GetProjectionDigestsResponse)(nil), // 6: switchboard.admin.v1.GetProjectionDigestsResponse
+	(*ProjectionDigest)(nil),             // 7: switchboard.admin.v1.ProjectionDigest
+	(*GetClusterRequest)(nil),            // 8: switchboard.admin.v1.GetClusterRequest
+	(*ClusterView)(nil),                  // 9: switchboard.admin.v1.ClusterView
+	(*Member)(nil),                       // 10: switchboard.admin.v1.Member
+	(*ListProjectionsRequest)(nil),       // 11: switchboard.admin.v1.ListProjectionsRequest
+	(*ListProjectionsResponse)(nil),      // 12: switchboard.admin.v1.ListProjectionsResponse
+	(*RebuildProjectionRequest)(nil),     // 13: switchboard.admin.v1.RebuildProjectionRequest
+	(*ProjectionStatus)(nil),             // 14: switchboard.admin.v1.ProjectionStatus
+	(*GetRatesRequest)(nil),              // 15: switchboard.admin.v1.GetRatesRequest
+	(*GetRatesResponse)(nil),             // 16: switchboard.admin.v1.GetRatesResponse
+	(*Bucket)(nil),                       // 17: switchboard.admin.v1.Bucket
+	(*Session)(nil),                      // 18: switchboard.admin.v1.Session
+	(*Participant)(nil),                  // 19: switchboard.admin.v1.Participant
+	(*ListLiveSessionsRequest)(nil),      // 20: switchboard.admin.v1.ListLiveSessionsRequest
+	(*ListLiveSessionsResponse)(nil),     // 21: switchboard.admin.v1.ListLiveSessionsResponse
+	(*GetSessionRequest)(nil),            // 22: switchboard.admin.v1.GetSessionRequest
+	(*EndSessionRequest)(nil),            // 23: switchboard.admin.v1.EndSessionRequest
+	(*SearchSessionHistoryRequest)(nil),  // 24: switchboard.admin.v1.SearchSessionHistoryRequest
+	(*SearchSessionHistoryResponse)(nil), // 25: switchboard.admin.v1.SearchSessionHistoryResponse
+	(*GetFailoverStateRequest)(nil),      // 26: switchboard.admin.v1.GetFailoverStateRequest
+	(*GetFailoverStateResponse)(nil),     // 27: switchboard.admin.v1.GetFailoverStateResponse
+	(*ResumePoint)(nil),                  // 28: switchboard.admin.v1.ResumePoint
+	(*SearchAuditRequest)(nil),           // 29: switchboard.admin.v1.SearchAuditRequest
+	(*SearchAuditResponse)(nil),          // 30: switchboard.admin.v1.SearchAuditResponse
+	(*AuditEntry)(nil),                   // 31: switchboard.admin.v1.AuditEntry
+	(*Account)(nil),                      // 32: switchboard.admin.v1.Account
+	(*SecretInfo)(nil),                   // 33: switchboard.admin.v1.SecretInfo
+	(*CreateAccountRequest)(nil),         // 34: switchboard.admin.v1.CreateAccountRequest
+	(*CreateAccountResponse)(nil),        // 35: switchboard.admin.v1.CreateAccountResponse
+	(*ListAccountsRequest)(nil),          // 36: switchboard.admin.v1.ListAccountsRequest
+	(*ListAccountsResponse)(nil),         // 37: switchboard.admin.v1.ListAccountsResponse
+	(*GetAccountRequest)(nil),            // 38: switchboard.admin.v1.GetAccountRequest
+	(*SetRoleRequest)(nil),               // 39: switchboard.admin.v1.SetRoleRequest
+	(*DisableAccountRequest)(nil),        // 40: switchboard.admin.v1.DisableAccountRequest
+	(*EnableAccountRequest)(nil),         // 41: switchboard.admin.v1.EnableAccountRequest
+	(*DeleteAccountRequest)(nil),         // 42: switchboard.admin.v1.DeleteAccountRequest
+	(*ResetPasswordRequest)(nil),         // 43: switchboard.admin.v1.ResetPasswordRequest
+	(*RotateSecretRequest)(nil),          // 44: switchboard.admin.v1.RotateSecretRequest
+	(*RevokeSecretRequest)(nil),          // 45: switchboard.admin.v1.RevokeSecretRequest
 }
 var file_admin_proto_depIdxs = []int32{
 	4,  // 0: switchboard.admin.v1.LoginResponse.principal:type_name -> switchboard.admin.v1.Principal
-	7,  // 1: switchboard.admin.v1.ClusterView.members:type_name -> switchboard.admin.v1.Member
-	11, // 2: switchboard.admin.v1.ClusterView.projections:type_name -> switchboard.admin.v1.ProjectionStatus
-	11, // 3: switchboard.admin.v1.ListProjectionsResponse.projections:type_name -> switchboard.admin.v1.ProjectionStatus
-	14, // 4: switchboard.admin.v1.GetRatesResponse.sessions_opened:type_name -> switchboard.admin.v1.Bucket
-	14, // 5: switchboard.admin.v1.GetRatesResponse.events_appended:type_name -> switchboard.admin.v1.Bucket
-	16, // 6: switchboard.admin.v1.Session.participants:type_name -> switchboard.admin.v1.Participant
-	15, // 7: switchboard.admin.v1.ListLiveSessionsResponse.sessions:type_name -> switchboard.admin.v1.Session
-	15, // 8: switchboard.admin.v1.SearchSessionHistoryResponse.sessions:type_name -> switchboard.admin.v1.Session
-	25, // 9: switchboard.admin.v1.GetFailoverStateResponse.points:type_name -> switchboard.admin.v1.ResumePoint
-	16, // 10: switchboard.admin.v1.ResumePoint.participant:type_name -> switchboard.admin.v1.Participant
-	28, // 11: switchboard.admin.v1.SearchAuditResponse.entries:type_name -> switchboard.admin.v1.AuditEntry
-	30, // 12: switchboard.admin.v1.Account.secrets:type_name -> switchboard.admin.v1.SecretInfo
-	29, // 13: switchboard.admin.v1.CreateAccountResponse.account:type_name -> switchboard.admin.v1.Account
-	29, // 14: switchboard.admin.v1.ListAccountsResponse.accounts:type_name -> switchboard.admin.v1.Account
-	0,  // 15: switchboard.admin.v1.Auth.Login:input_type -> switchboard.admin.v1.LoginRequest
-	2,  // 16: switchboard.admin.v1.Auth.ChangePassword:input_type -> switchboard.admin.v1.ChangePasswordRequest
-	3,  // 17: switchboard.admin.v1.Auth.WhoAmI:input_type -> switchboard.admin.v1.WhoAmIRequest
-	5,  // 18: switchboard.admin.v1.Cluster.GetCluster:input_type -> switchboard.admin.v1.GetClusterRequest
-	8,  // 19: switchboard.admin.v1.Cluster.ListProjections:input_type -> switchboard.admin.v1.ListProjectionsRequest
-	10, // 20: switchboard.admin.v1.Cluster.RebuildProjection:input_type -> switchboard.admin.v1.RebuildProjectionRequest
-	12, // 21: switchboard.admin.v1.Cluster.GetRates:input_type -> switchboard.admin.v1.GetRatesRequest
-	17, // 22: switchboard.admin.v1.Sessions.ListLiveSessions:input_type -> switchboard.admin.v1.ListLiveSessionsRequest
-	19, // 23: switchboard.admin.v1.Sessions.GetSession:input_type -> switchboard.admin.v1.GetSessionRequest
-	20, // 24: switchboard.admin.v1.Sessions.EndSession:input_type -> switchboard.admin.v1.EndSessionRequest
-	21, // 25: switchboard.admin.v1.Sessions.SearchSessionHistory:input_type -> switchboard.admin.v1.SearchSessionHistoryRequest
-	23, // 26: switchboard.admin.v1.Sessions.GetFailoverState:input_type -> switchboard.admin.v1.GetFailoverStateRequest
-	26, // 27: switchboard.admin.v1.Audit.SearchAudit:input_type -> switchboard.admin.v1.SearchAuditRequest
-	31, // 28: switchboard.admin.v1.Accounts.CreateAccount:input_type -> switchboard.admin.v1.CreateAccountRequest
-	33, // 29: switchboard.admin.v1.Accounts.ListAccounts:input_type -> switchboard.admin.v1.ListAccountsRequest
-	35, // 30: switchboard.admin.v1.Accounts.GetAccount:input_type -> switchboard.admin.v1.GetAccountRequest
-	36, // 31: switchboard.admin.v1.Accounts.SetRole:input_type -> switchboard.admin.v1.SetRoleRequest
-	37, // 32: switchboard.admin.v1.Accounts.DisableAccount:input_type -> switchboard.admin.v1.DisableAccountRequest
-	38, // 33: switchboard.admin.v1.Accounts.EnableAccount:input_type -> switchboard.admin.v1.EnableAccountRequest
-	39, // 34: switchboard.admin.v1.Accounts.DeleteAccount:input_type -> switchboard.admin.v1.DeleteAccountRequest
-	40, // 35: switchboard.admin.v1.Accounts.ResetPassword:input_type -> switchboard.admin.v1.ResetPasswordRequest
-	41, // 36: switchboard.admin.v1.Accounts.RotateSecret:input_type -> switchboard.admin.v1.RotateSecretRequest
-	42, // 37: switchboard.admin.v1.Accounts.RevokeSecret:input_type -> switchboard.admin.v1.RevokeSecretRequest
-	1,  // 38: switchboard.admin.v1.Auth.Login:output_type -> switchboard.admin.v1.LoginResponse
-	1,  // 39: switchboard.admin.v1.Auth.ChangePassword:output_type -> switchboard.admin.v1.LoginResponse
-	4,  // 40: switchboard.admin.v1.Auth.WhoAmI:output_type -> switchboard.admin.v1.Principal
-	6,  // 41: switchboard.admin.v1.Cluster.GetCluster:output_type -> switchboard.admin.v1.ClusterView
-	9,  // 42: switchboard.admin.v1.Cluster.ListProjections:output_type -> switchboard.admin.v1.ListProjectionsResponse
-	11, // 43: switchboard.admin.v1.Cluster.RebuildProjection:output_type -> switchboard.admin.v1.ProjectionStatus
-	13, // 44: switchboard.admin.v1.Cluster.GetRates:output_type -> switchboard.admin.v1.GetRatesResponse
-	18, // 45: switchboard.admin.v1.Sessions.ListLiveSessions:output_type -> switchboard.admin.v1.ListLiveSessionsResponse
-	15, // 46: switchboard.admin.v1.Sessions.GetSession:output_type -> switchboard.admin.v1.Session
-	15, // 47: switchboard.admin.v1.Sessions.EndSession:output_type -> switchboard.admin.v1.Session
-	22, // 48: switchboard.admin.v1.Sessions.SearchSessionHistory:output_type -> switchboard.admin.v1.SearchSessionHistoryResponse
-	24, // 49: switchboard.admin.v1.Sessions.GetFailoverState:output_type -> switchboard.admin.v1.GetFailoverStateResponse
-	27, // 50: switchboard.admin.v1.Audit.SearchAudit:output_type -> switchboard.admin.v1.SearchAuditResponse
-	32, // 51: switchboard.admin.v1.Accounts.CreateAccount:output_type -> switchboard.admin.v1.CreateAccountResponse
-	34, // 52: switchboard.admin.v1.Accounts.ListAccounts:output_type -> switchboard.admin.v1.ListAccountsResponse
-	29, // 53: switchboard.admin.v1.Accounts.GetAccount:output_type -> switchboard.admin.v1.Account
-	29, // 54: switchboard.admin.v1.Accounts.SetRole:output_type -> switchboard.admin.v1.Account
-	29, // 55: switchboard.admin.v1.Accounts.DisableAccount:output_type -> switchboard.admin.v1.Account
-	29, // 56: switchboard.admin.v1.Accounts.EnableAccount:output_type -> switchboard.admin.v1.Account
-	29, // 57: switchboard.admin.v1.Accounts.DeleteAccount:output_type -> switchboard.admin.v1.Account
-	32, // 58: switchboard.admin.v1.Accounts.ResetPassword:output_type -> switchboard.admin.v1.CreateAccountResponse
-	32, // 59: switchboard.admin.v1.Accounts.RotateSecret:output_type -> switchboard.admin.v1.CreateAccountResponse
-	29, // 60: switchboard.admin.v1.Accounts.RevokeSecret:output_type -> switchboard.admin.v1.Account
-	38, // [38:61] is the sub-list for method output_type
-	15, // [15:38] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	7,  // 1: switchboard.admin.v1.GetProjectionDigestsResponse.digests:type_name -> switchboard.admin.v1.ProjectionDigest
+	10, // 2: switchboard.admin.v1.ClusterView.members:type_name -> switchboard.admin.v1.Member
+	14, // 3: switchboard.admin.v1.ClusterView.projections:type_name -> switchboard.admin.v1.ProjectionStatus
+	14, // 4: switchboard.admin.v1.ListProjectionsResponse.projections:type_name -> switchboard.admin.v1.ProjectionStatus
+	17, // 5: switchboard.admin.v1.GetRatesResponse.sessions_opened:type_name -> switchboard.admin.v1.Bucket
+	17, // 6: switchboard.admin.v1.GetRatesResponse.events_appended:type_name -> switchboard.admin.v1.Bucket
+	19, // 7: switchboard.admin.v1.Session.participants:type_name -> switchboard.admin.v1.Participant
+	18, // 8: switchboard.admin.v1.ListLiveSessionsResponse.sessions:type_name -> switchboard.admin.v1.Session
+	18, // 9: switchboard.admin.v1.SearchSessionHistoryResponse.sessions:type_name -> switchboard.admin.v1.Session
+	28, // 10: switchboard.admin.v1.GetFailoverStateResponse.points:type_name -> switchboard.admin.v1.ResumePoint
+	19, // 11: switchboard.admin.v1.ResumePoint.participant:type_name -> switchboard.admin.v1.Participant
+	31, // 12: switchboard.admin.v1.SearchAuditResponse.entries:type_name -> switchboard.admin.v1.AuditEntry
+	33, // 13: switchboard.admin.v1.Account.secrets:type_name -> switchboard.admin.v1.SecretInfo
+	32, // 14: switchboard.admin.v1.CreateAccountResponse.account:type_name -> switchboard.admin.v1.Account
+	32, // 15: switchboard.admin.v1.ListAccountsResponse.accounts:type_name -> switchboard.admin.v1.Account
+	0,  // 16: switchboard.admin.v1.Auth.Login:input_type -> switchboard.admin.v1.LoginRequest
+	2,  // 17: switchboard.admin.v1.Auth.ChangePassword:input_type -> switchboard.admin.v1.ChangePasswordRequest
+	3,  // 18: switchboard.admin.v1.Auth.WhoAmI:input_type -> switchboard.admin.v1.WhoAmIRequest
+	8,  // 19: switchboard.admin.v1.Cluster.GetCluster:input_type -> switchboard.admin.v1.GetClusterRequest
+	11, // 20: switchboard.admin.v1.Cluster.ListProjections:input_type -> switchboard.admin.v1.ListProjectionsRequest
+	13, // 21: switchboard.admin.v1.Cluster.RebuildProjection:input_type -> switchboard.admin.v1.RebuildProjectionRequest
+	15, // 22: switchboard.admin.v1.Cluster.GetRates:input_type -> switchboard.admin.v1.GetRatesRequest
+	5,  // 23: switchboard.admin.v1.Cluster.GetProjectionDigests:input_type -> switchboard.admin.v1.GetProjectionDigestsRequest
+	20, // 24: switchboard.admin.v1.Sessions.ListLiveSessions:input_type -> switchboard.admin.v1.ListLiveSessionsRequest
+	22, // 25: switchboard.admin.v1.Sessions.GetSession:input_type -> switchboard.admin.v1.GetSessionRequest
+	23, // 26: switchboard.admin.v1.Sessions.EndSession:input_type -> switchboard.admin.v1.EndSessionRequest
+	24, // 27: switchboard.admin.v1.Sessions.SearchSessionHistory:input_type -> switchboard.admin.v1.SearchSessionHistoryRequest
+	26, // 28: switchboard.admin.v1.Sessions.GetFailoverState:input_type -> switchboard.admin.v1.GetFailoverStateRequest
+	29, // 29: switchboard.admin.v1.Audit.SearchAudit:input_type -> switchboard.admin.v1.SearchAuditRequest
+	34, // 30: switchboard.admin.v1.Accounts.CreateAccount:input_type -> switchboard.admin.v1.CreateAccountRequest
+	36, // 31: switchboard.admin.v1.Accounts.ListAccounts:input_type -> switchboard.admin.v1.ListAccountsRequest
+	38, // 32: switchboard.admin.v1.Accounts.GetAccount:input_type -> switchboard.admin.v1.GetAccountRequest
+	39, // 33: switchboard.admin.v1.Accounts.SetRole:input_type -> switchboard.admin.v1.SetRoleRequest
+	40, // 34: switchboard.admin.v1.Accounts.DisableAccount:input_type -> switchboard.admin.v1.DisableAccountRequest
+	41, // 35: switchboard.admin.v1.Accounts.EnableAccount:input_type -> switchboard.admin.v1.EnableAccountRequest
+	42, // 36: switchboard.admin.v1.Accounts.DeleteAccount:input_type -> switchboard.admin.v1.DeleteAccountRequest
+	43, // 37: switchboard.admin.v1.Accounts.ResetPassword:input_type -> switchboard.admin.v1.ResetPasswordRequest
+	44, // 38: switchboard.admin.v1.Accounts.RotateSecret:input_type -> switchboard.admin.v1.RotateSecretRequest
+	45, // 39: switchboard.admin.v1.Accounts.RevokeSecret:input_type -> switchboard.admin.v1.RevokeSecretRequest
+	1,  // 40: switchboard.admin.v1.Auth.Login:output_type -> switchboard.admin.v1.LoginResponse
+	1,  // 41: switchboard.admin.v1.Auth.ChangePassword:output_type -> switchboard.admin.v1.LoginResponse
+	4,  // 42: switchboard.admin.v1.Auth.WhoAmI:output_type -> switchboard.admin.v1.Principal
+	9,  // 43: switchboard.admin.v1.Cluster.GetCluster:output_type -> switchboard.admin.v1.ClusterView
+	12, // 44: switchboard.admin.v1.Cluster.ListProjections:output_type -> switchboard.admin.v1.ListProjectionsResponse
+	14, // 45: switchboard.admin.v1.Cluster.RebuildProjection:output_type -> switchboard.admin.v1.ProjectionStatus
+	16, // 46: switchboard.admin.v1.Cluster.GetRates:output_type -> switchboard.admin.v1.GetRatesResponse
+	6,  // 47: switchboard.admin.v1.Cluster.GetProjectionDigests:output_type -> switchboard.admin.v1.GetProjectionDigestsResponse
+	21, // 48: switchboard.admin.v1.Sessions.ListLiveSessions:output_type -> switchboard.admin.v1.ListLiveSessionsResponse
+	18, // 49: switchboard.admin.v1.Sessions.GetSession:output_type -> switchboard.admin.v1.Session
+	18, // 50: switchboard.admin.v1.Sessions.EndSession:output_type -> switchboard.admin.v1.Session
+	25, // 51: switchboard.admin.v1.Sessions.SearchSessionHistory:output_type -> switchboard.admin.v1.SearchSessionHistoryResponse
+	27, // 52: switchboard.admin.v1.Sessions.GetFailoverState:output_type -> switchboard.admin.v1.GetFailoverStateResponse
+	30, // 53: switchboard.admin.v1.Audit.SearchAudit:output_type -> switchboard.admin.v1.SearchAuditResponse
+	35, // 54: switchboard.admin.v1.Accounts.CreateAccount:output_type -> switchboard.admin.v1.CreateAccountResponse
+	37, // 55: switchboard.admin.v1.Accounts.ListAccounts:output_type -> switchboard.admin.v1.ListAccountsResponse
+	32, // 56: switchboard.admin.v1.Accounts.GetAccount:output_type -> switchboard.admin.v1.Account
+	32, // 57: switchboard.admin.v1.Accounts.SetRole:output_type -> switchboard.admin.v1.Account
+	32, // 58: switchboard.admin.v1.Accounts.DisableAccount:output_type -> switchboard.admin.v1.Account
+	32, // 59: switchboard.admin.v1.Accounts.EnableAccount:output_type -> switchboard.admin.v1.Account
+	32, // 60: switchboard.admin.v1.Accounts.DeleteAccount:output_type -> switchboard.admin.v1.Account
+	35, // 61: switchboard.admin.v1.Accounts.ResetPassword:output_type -> switchboard.admin.v1.CreateAccountResponse
+	35, // 62: switchboard.admin.v1.Accounts.RotateSecret:output_type -> switchboard.admin.v1.CreateAccountResponse
+	32, // 63: switchboard.admin.v1.Accounts.RevokeSecret:output_type -> switchboard.admin.v1.Account
+	40, // [40:64] is the sub-list for method output_type
+	16, // [16:40] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_admin_proto_init() }
@@ -3322,7 +3505,7 @@ func file_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_admin_proto_rawDesc), len(file_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   43,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

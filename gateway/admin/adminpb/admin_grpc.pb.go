@@ -221,10 +221,11 @@ var Auth_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Cluster_GetCluster_FullMethodName        = "/switchboard.admin.v1.Cluster/GetCluster"
-	Cluster_ListProjections_FullMethodName   = "/switchboard.admin.v1.Cluster/ListProjections"
-	Cluster_RebuildProjection_FullMethodName = "/switchboard.admin.v1.Cluster/RebuildProjection"
-	Cluster_GetRates_FullMethodName          = "/switchboard.admin.v1.Cluster/GetRates"
+	Cluster_GetCluster_FullMethodName           = "/switchboard.admin.v1.Cluster/GetCluster"
+	Cluster_ListProjections_FullMethodName      = "/switchboard.admin.v1.Cluster/ListProjections"
+	Cluster_RebuildProjection_FullMethodName    = "/switchboard.admin.v1.Cluster/RebuildProjection"
+	Cluster_GetRates_FullMethodName             = "/switchboard.admin.v1.Cluster/GetRates"
+	Cluster_GetProjectionDigests_FullMethodName = "/switchboard.admin.v1.Cluster/GetProjectionDigests"
 )
 
 // ClusterClient is the client API for Cluster service.
@@ -239,6 +240,11 @@ type ClusterClient interface {
 	RebuildProjection(ctx context.Context, in *RebuildProjectionRequest, opts ...grpc.CallOption) (*ProjectionStatus, error)
 	// GetRates: sessions opened and events appended per minute (charts).
 	GetRates(ctx context.Context, in *GetRatesRequest, opts ...grpc.CallOption) (*GetRatesResponse, error)
+	// GetProjectionDigests: a SHA-256 over every row of each projection on
+	// this node, with the position it covers. Nodes that folded the same log
+	// to the same position must report the same digests (the chaos harness
+	// checks it after convergence).
+	GetProjectionDigests(ctx context.Context, in *GetProjectionDigestsRequest, opts ...grpc.CallOption) (*GetProjectionDigestsResponse, error)
 }
 
 type clusterClient struct {
@@ -289,6 +295,16 @@ func (c *clusterClient) GetRates(ctx context.Context, in *GetRatesRequest, opts 
 	return out, nil
 }
 
+func (c *clusterClient) GetProjectionDigests(ctx context.Context, in *GetProjectionDigestsRequest, opts ...grpc.CallOption) (*GetProjectionDigestsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetProjectionDigestsResponse)
+	err := c.cc.Invoke(ctx, Cluster_GetProjectionDigests_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServer is the server API for Cluster service.
 // All implementations must embed UnimplementedClusterServer
 // for forward compatibility.
@@ -301,6 +317,11 @@ type ClusterServer interface {
 	RebuildProjection(context.Context, *RebuildProjectionRequest) (*ProjectionStatus, error)
 	// GetRates: sessions opened and events appended per minute (charts).
 	GetRates(context.Context, *GetRatesRequest) (*GetRatesResponse, error)
+	// GetProjectionDigests: a SHA-256 over every row of each projection on
+	// this node, with the position it covers. Nodes that folded the same log
+	// to the same position must report the same digests (the chaos harness
+	// checks it after convergence).
+	GetProjectionDigests(context.Context, *GetProjectionDigestsRequest) (*GetProjectionDigestsResponse, error)
 	mustEmbedUnimplementedClusterServer()
 }
 
@@ -322,6 +343,9 @@ func (UnimplementedClusterServer) RebuildProjection(context.Context, *RebuildPro
 }
 func (UnimplementedClusterServer) GetRates(context.Context, *GetRatesRequest) (*GetRatesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetRates not implemented")
+}
+func (UnimplementedClusterServer) GetProjectionDigests(context.Context, *GetProjectionDigestsRequest) (*GetProjectionDigestsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetProjectionDigests not implemented")
 }
 func (UnimplementedClusterServer) mustEmbedUnimplementedClusterServer() {}
 func (UnimplementedClusterServer) testEmbeddedByValue()                 {}
@@ -416,6 +440,24 @@ func _Cluster_GetRates_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Cluster_GetProjectionDigests_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetProjectionDigestsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).GetProjectionDigests(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_GetProjectionDigests_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).GetProjectionDigests(ctx, req.(*GetProjectionDigestsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Cluster_ServiceDesc is the grpc.ServiceDesc for Cluster service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -438,6 +480,10 @@ var Cluster_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetRates",
 			Handler:    _Cluster_GetRates_Handler,
+		},
+		{
+			MethodName: "GetProjectionDigests",
+			Handler:    _Cluster_GetProjectionDigests_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

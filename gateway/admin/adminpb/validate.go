@@ -105,9 +105,10 @@ func (r *ChangePasswordRequest) Violations() (v FieldViolations) {
 	return v
 }
 
-func (r *WhoAmIRequest) Violations() FieldViolations          { return nil }
-func (r *GetClusterRequest) Violations() FieldViolations      { return nil }
-func (r *ListProjectionsRequest) Violations() FieldViolations { return nil }
+func (r *WhoAmIRequest) Violations() FieldViolations               { return nil }
+func (r *GetProjectionDigestsRequest) Violations() FieldViolations { return nil }
+func (r *GetClusterRequest) Violations() FieldViolations           { return nil }
+func (r *ListProjectionsRequest) Violations() FieldViolations      { return nil }
 
 func (r *RebuildProjectionRequest) Violations() (v FieldViolations) {
 	if r.GetName() == "" {
