@@ -35,6 +35,9 @@ type Violation struct {
 	Check   string   `json:"check"`
 	What    string   `json:"what"`
 	Context []string `json:"context,omitempty"`
+	// File, if set, names a file next to the report that shows the
+	// violation (porcupine's visualization of a stream).
+	File string `json:"file,omitempty"`
 }
 
 func (v Violation) String() string { return v.Check + ": " + v.What }
@@ -136,6 +139,7 @@ func Linearizable(h *linear.History, timeout time.Duration, dir string) []Violat
 			name := "linear-" + strings.NewReplacer("/", "_", " ", "_").Replace(stream) + ".html"
 			if err := porcupine.VisualizePath(linear.Model, info, filepath.Join(dir, name)); err == nil {
 				v.What += " (see " + name + ")"
+				v.File = name
 			}
 		}
 		out = append(out, v)

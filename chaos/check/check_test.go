@@ -143,6 +143,9 @@ func TestLinearizableCatchesStaleRead(t *testing.T) {
 	if !strings.Contains(ctx, "client 1: read(s) -> 19 events") {
 		t.Errorf("the context does not name the stale read:\n%s", ctx)
 	}
+	if v[0].File != "linear-s.html" {
+		t.Errorf("violation file %q", v[0].File)
+	}
 	if _, err := os.Stat(filepath.Join(dir, "linear-s.html")); err != nil {
 		t.Errorf("no visualization: %v", err)
 	}

@@ -83,7 +83,7 @@ Node data and logs: <code>{{.R.Dir}}</code>.</p>
 {{end}}</table>
 {{range .R.Errors}}<p class="bad">error: {{.}}</p>{{end}}
 {{range .R.Checks}}{{if not .OK}}<h3>{{.Name}}</h3>
-{{range .Violations}}<p class="bad">{{.What}}</p>{{if .Context}}<pre>{{range .Context}}{{.}}
+{{range .Violations}}<p class="bad">{{.What}}{{if .File}} — <a href="{{.File}}">open {{.File}}</a>{{end}}</p>{{if .Context}}<pre>{{range .Context}}{{.}}
 {{end}}</pre>{{end}}{{end}}{{end}}{{end}}
 
 <h2>Timeline</h2>

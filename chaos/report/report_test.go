@@ -29,7 +29,7 @@ func TestReportFilesShowTheRun(t *testing.T) {
 	r.NoteResume(300 * time.Millisecond)
 	r.NoteResume(900 * time.Millisecond)
 	r.AddCheck(check.AppendsName, "10 acknowledged appends", []check.Violation{{Check: check.AppendsName,
-		What: "n2: acknowledged append <c1-7> (s v3) is missing", Context: []string{"v2 c0-1"}}})
+		What: "n2: acknowledged append <c1-7> (s v3) is missing", Context: []string{"v2 c0-1"}, File: "linear-s.html"}})
 	r.AddCheck(check.FramesName, "4 frames", nil)
 	r.Finish(time.Now())
 	if r.Pass || r.Violations() != 1 {
@@ -60,7 +60,7 @@ func TestReportFilesShowTheRun(t *testing.T) {
 	}
 	page := string(h)
 	for _, want := range []string{">FAIL<", r.Replay, "<svg", "&lt;c1-7&gt;", "v2 c0-1", "1 violations", "kill leader on n2",
-		"resumed 2 times on another connection: p50 900ms, p99 900ms, max 900ms"} {
+		`<a href="linear-s.html">`, "resumed 2 times on another connection: p50 900ms, p99 900ms, max 900ms"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)
 		}
