@@ -30,11 +30,14 @@ ENV SWITCHBOARD_DATA_DIR=/data \
     SWITCHBOARD_HTTP_BIND=0.0.0.0:7402 \
     SWITCHBOARD_GOSSIP_BIND=0.0.0.0:7403 \
     SWITCHBOARD_ACTOR_BIND=0.0.0.0:7404 \
-    SWITCHBOARD_SESSION_BIND=0.0.0.0:7405
+    SWITCHBOARD_SESSION_BIND=0.0.0.0:7405 \
+    SWITCHBOARD_ADMIN_BIND=0.0.0.0:7406
 
 # 7400 Raft, 7401 node gRPC API, 7402 health and metrics (HTTP), 7403 gossip
-# (TCP and UDP), 7404 actors, 7405 sessions (WebSocket, TLS).
-EXPOSE 7400/tcp 7401/tcp 7402/tcp 7403/tcp 7403/udp 7404/tcp 7405/tcp
+# (TCP and UDP), 7404 actors, 7405 sessions (WebSocket, TLS), 7406 admin
+# console and API (HTTPS; admin.trusted_networks still admits only loopback
+# unless widened: SWITCHBOARD_ADMIN_TRUSTED_NETWORKS).
+EXPOSE 7400/tcp 7401/tcp 7402/tcp 7403/tcp 7403/udp 7404/tcp 7405/tcp 7406/tcp
 VOLUME ["/data"]
 USER 65532:65532
 HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \

@@ -46,21 +46,20 @@ func TestComposeCluster(t *testing.T) {
 	buildImage(ctx, t, "switchboard:"+tag)
 	t.Logf("image built after %v", time.Since(start).Round(time.Millisecond))
 
-	published, err := ports.Free(6)
+	published, err := ports.Free(3 * len(composeNodes))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &composeProject{t: t, cmd: compose, project: project, env: []string{
-		"SB_TAG=" + tag, "SB_PUBLISH=127.0.0.1",
-		fmt.Sprintf("SB_N1_SESSION=%d", published[0]), fmt.Sprintf("SB_N1_HTTP=%d", published[1]),
-		fmt.Sprintf("SB_N2_SESSION=%d", published[2]), fmt.Sprintf("SB_N2_HTTP=%d", published[3]),
-		fmt.Sprintf("SB_N3_SESSION=%d", published[4]), fmt.Sprintf("SB_N3_HTTP=%d", published[5]),
-	}}
-	httpAddr := map[string]string{}
+	c := &composeProject{t: t, cmd: compose, project: project, env: []string{"SB_TAG=" + tag, "SB_PUBLISH=127.0.0.1"}}
+	httpAddr, adminAddr := map[string]string{}, map[string]string{}
 	var sessionAddrs []string
 	for i, n := range composeNodes {
-		sessionAddrs = append(sessionAddrs, fmt.Sprintf("127.0.0.1:%d", published[2*i]))
-		httpAddr[n] = fmt.Sprintf("127.0.0.1:%d", published[2*i+1])
+		session, http, admin := published[3*i], published[3*i+1], published[3*i+2]
+		N := strings.ToUpper(n)
+		c.env = append(c.env, fmt.Sprintf("SB_%s_SESSION=%d", N, session), fmt.Sprintf("SB_%s_HTTP=%d", N, http), fmt.Sprintf("SB_%s_ADMIN=%d", N, admin))
+		sessionAddrs = append(sessionAddrs, fmt.Sprintf("127.0.0.1:%d", session))
+		httpAddr[n] = fmt.Sprintf("127.0.0.1:%d", http)
+		adminAddr[n] = fmt.Sprintf("127.0.0.1:%d", admin)
 	}
 	t.Cleanup(c.down)
 	c.up(ctx)
@@ -82,6 +81,23 @@ func TestComposeCluster(t *testing.T) {
 	cfg := sessionclient.Config{Nodes: sessionAddrs, TLS: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
 		GiveUpAfter: 20 * time.Second}
 	relay(ctx, t, cfg, token, "before the kill")
+
+	// The admin port answers the Docker host (its connections arrive from
+	// the network's gateway, which the compose file trusts).
+	adminClient := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	if err := poll(ctx, 30*time.Second, func() error {
+		resp, err := adminClient.Get("https://" + adminAddr["n1"] + "/")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode >= 500 {
+			return fmt.Errorf("admin console: %s", resp.Status)
+		}
+		return nil
+	}); err != nil {
+		t.Errorf("admin console through the published port: %v", err)
+	}
 
 	var leader string
 	if err := poll(ctx, 30*time.Second, func() (err error) { leader, err = leaderOf(ctx, composeNodes, httpAddr); return err }); err != nil {

@@ -388,6 +388,9 @@ func TestComposeFile(t *testing.T) {
 		if got := get("SWITCHBOARD_BOOTSTRAP_EXPECT"); got != strconv.Itoa(len(composeNodes)) {
 			t.Errorf("%s: bootstrap_expect %s", n, got)
 		}
+		if want := strings.TrimSuffix(ip[n], "."+lastOctet(ip[n])) + ".1/32"; !strings.Contains(get("SWITCHBOARD_ADMIN_TRUSTED_NETWORKS"), want) {
+			t.Errorf("%s: admin.trusted_networks %q lacks the gateway %s (published ports arrive from it)", n, get("SWITCHBOARD_ADMIN_TRUSTED_NETWORKS"), want)
+		}
 		for _, p := range list(svcs, n, "ports") {
 			parts := strings.Split(fmt.Sprint(p), ":")
 			if container := parts[len(parts)-1] + "/tcp"; !slices.Contains(exp, container) {
@@ -400,3 +403,5 @@ func TestComposeFile(t *testing.T) {
 		}
 	}
 }
+
+func lastOctet(ip string) string { return ip[strings.LastIndex(ip, ".")+1:] }
