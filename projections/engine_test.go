@@ -378,3 +378,43 @@ func TestDueSessions(t *testing.T) {
 		t.Fatalf("limit: %v", one)
 	}
 }
+
+func TestHistoryByTenant(t *testing.T) {
+	_, n := testLog(t)
+	w := sessionWriter{t: t, n: n}
+	at := time.Now().Add(-time.Hour).UnixMilli()
+	for i, c := range []struct{ code, user, tenant string }{{"111111111", "a", "t1"}, {"222222222", "b", "t1"}, {"333333333", "a", "t2"}, {"444444444", "a", ""}} {
+		w.append(c.code, &sessionpb.Opened{Code: c.code, HostUser: c.user, Tenant: c.tenant, AtUnixMs: at + int64(i)},
+			&sessionpb.Joined{Participant: "p1", Role: "host", Name: "H", User: c.user, AtUnixMs: at + int64(i)})
+	}
+	e := openEngine(t, memDB(t, vfs.NewMem()), n)
+	defer e.Close()
+	waitCaughtUp(t, e, n)
+	codes := func(q HistoryQuery) []string {
+		t.Helper()
+		p, err := e.SessionHistory(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, r := range p.Records {
+			out = append(out, r.Code)
+		}
+		if uint64(len(out)) != p.Stats.Sessions {
+			t.Fatalf("%+v: %d records, stats say %d", q, len(out), p.Stats.Sessions)
+		}
+		return out
+	}
+	if got := codes(HistoryQuery{Tenant: "t1"}); !slices.Equal(got, []string{"222222222", "111111111"}) {
+		t.Fatalf("t1: %v", got)
+	}
+	if got := codes(HistoryQuery{Tenant: "t1", User: "a"}); !slices.Equal(got, []string{"111111111"}) {
+		t.Fatalf("t1, user a: %v", got)
+	}
+	if got := codes(HistoryQuery{Tenant: "t2", Code: "111111111"}); len(got) != 0 {
+		t.Fatalf("t2 reads t1's session by code: %v", got)
+	}
+	if got := codes(HistoryQuery{User: "a"}); len(got) != 3 {
+		t.Fatalf("user a in every tenant: %v", got)
+	}
+}

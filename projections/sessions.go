@@ -29,6 +29,7 @@ const SessionsName = "sessions"
 //	t <opened ms> <code>         → ended ms (8 bytes, 0 while live)
 //	u <user> 0x00 <opened ms> <code>  → ended ms
 //	a <addr> 0x00 <opened ms> <code>  → ended ms (every address of every participant)
+//	n <tenant> 0x00 <opened ms> <code> → ended ms (sessions of a tenant's hosts)
 //	m <minute>                   → sessions opened in that minute (8 bytes)
 type Sessions struct{}
 
@@ -36,7 +37,7 @@ type Sessions struct{}
 func (Sessions) Name() string { return SessionsName }
 
 // Version implements Projection.
-func (Sessions) Version() uint32 { return 2 }
+func (Sessions) Version() uint32 { return 3 }
 
 const sessionPrefix = session.Kind + "/"
 
@@ -121,7 +122,7 @@ func foldSession(w *Writer, r *viewspb.SessionRecord, ev events.RecordedEvent) e
 		if at == 0 {
 			at = ms
 		}
-		r.HostUser, r.OpenedAtUnixMs, r.Live = e.GetHostUser(), at, true
+		r.HostUser, r.OpenedAtUnixMs, r.Live, r.Tenant = e.GetHostUser(), at, true, e.GetTenant()
 		r.MaxParticipants = e.GetLimits().GetMaxParticipants()
 		r.ExpiresAtUnixMs = e.GetLimits().GetExpiresAtUnixMs()
 		r.IdleTimeoutS = e.GetLimits().GetIdleTimeoutS()
@@ -279,6 +280,11 @@ func setIndexes(w *Writer, r *viewspb.SessionRecord) error {
 	}
 	if r.HostUser != "" {
 		if err := w.Set(indexKey('u', r.HostUser, r.OpenedAtUnixMs, r.Code), val); err != nil {
+			return err
+		}
+	}
+	if r.Tenant != "" {
+		if err := w.Set(indexKey('n', r.Tenant, r.OpenedAtUnixMs, r.Code), val); err != nil {
 			return err
 		}
 	}

@@ -82,6 +82,8 @@ func (e *Engine) LiveSessions(limit int, cursor string) (recs []*viewspb.Session
 // at most one of Code, User, Addr is used to pick the index (in that order)
 // and the others filter.
 type HistoryQuery struct {
+	// Tenant, when set, keeps only sessions of that tenant's hosts.
+	Tenant   string
 	Code     string
 	User     string
 	Addr     string
@@ -119,6 +121,9 @@ func (q HistoryQuery) Validate() error {
 	var errs []string
 	if q.Code != "" && !session.ValidCode(q.Code) {
 		errs = append(errs, fmt.Sprintf("code: %q is not a 9-digit session code", q.Code))
+	}
+	if q.Tenant != "" && !validIndexValue(q.Tenant) {
+		errs = append(errs, "tenant: must not contain NUL")
 	}
 	if q.User != "" && !validIndexValue(q.User) {
 		errs = append(errs, "user: must not contain NUL")
@@ -173,6 +178,8 @@ func (e *Engine) SessionHistory(q HistoryQuery) (HistoryPage, error) {
 			prefix = append(append([]byte{'u'}, q.User...), 0)
 		case q.Addr != "":
 			prefix = append(append([]byte{'a'}, q.Addr...), 0)
+		case q.Tenant != "":
+			prefix = append(append([]byte{'n'}, q.Tenant...), 0)
 		default:
 			prefix = []byte{'t'}
 		}
@@ -195,8 +202,8 @@ func (e *Engine) SessionHistory(q HistoryQuery) (HistoryPage, error) {
 			opened := int64(binary.BigEndian.Uint64(k[n:]))
 			ended := int64(binary.BigEndian.Uint64(v))
 			code := string(k[n+8:])
-			if q.User != "" && q.Addr != "" {
-				// The user index drove; the address filters (needs the record).
+			if (q.User != "" && q.Addr != "") || (q.Tenant != "" && (q.User != "" || q.Addr != "")) {
+				// One index drove; the others filter (they need the record).
 				rec, found, err := readRecord(r, code)
 				if err != nil {
 					return false, err
@@ -240,6 +247,9 @@ func (s *HistoryStats) add(opened, ended int64) {
 }
 
 func matches(rec *viewspb.SessionRecord, q HistoryQuery) bool {
+	if q.Tenant != "" && rec.Tenant != q.Tenant {
+		return false
+	}
 	if q.User != "" && rec.HostUser != q.User {
 		return false
 	}

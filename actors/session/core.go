@@ -45,6 +45,7 @@ import (
 
 	"github.com/switchboard-io/switchboard/actors/entity"
 	"github.com/switchboard-io/switchboard/actors/session/sessionpb"
+	"github.com/switchboard-io/switchboard/gateway/auth"
 )
 
 // Kind is the entity kind of sessions; a session's stream is "session/<code>".
@@ -391,6 +392,9 @@ func decideOpen(s State, c *sessionpb.Open, env entity.Env) ([]proto.Message, er
 		bad = append(bad, fmt.Sprintf("code %q is not 9 digits without a leading 0", env.ID))
 	}
 	bad = checkText(bad, "host_user", c.GetHostUser(), 1, MaxNameBytes)
+	if err := auth.CheckTenant(c.GetTenant()); err != nil {
+		bad = append(bad, "tenant: "+err.Error())
+	}
 	bad = checkText(bad, "host_name", c.GetHostName(), 1, MaxNameBytes)
 	bad = checkText(bad, "host_addr", c.GetHostAddr(), 0, MaxAddrBytes)
 	bad = checkHash(bad, "join_secret_hash", c.GetJoinSecretHash())
@@ -409,6 +413,7 @@ func decideOpen(s State, c *sessionpb.Open, env entity.Env) ([]proto.Message, er
 			Limits:         limits,
 			JoinSecretHash: c.GetJoinSecretHash(),
 			AtUnixMs:       now,
+			Tenant:         c.GetTenant(),
 		},
 		&sessionpb.Joined{
 			Participant:     HostID,
@@ -536,6 +541,7 @@ func info(s State) *sessionpb.Info {
 		Live:           s.Status == Live,
 		Ended:          s.Status == Ended,
 		HostUser:       s.HostUser,
+		Tenant:         s.Tenant,
 		Participants:   participants(s),
 		Version:        s.Version,
 		Frames:         s.Frames,

@@ -1039,3 +1039,20 @@ func TestLastFor(t *testing.T) {
 		}
 	}
 }
+
+// A session opened by a supporter account belongs to the account's tenant.
+func TestOpenWithTenant(t *testing.T) {
+	d := newDriver(t)
+	bad := openCmd()
+	bad.Tenant = "Not A Tenant"
+	rejects(t, d, bad, session.ReasonBadRequest, "tenant")
+	o := openCmd()
+	o.Tenant = "t1"
+	writes(t, d, o, &sessionpb.Opened{}, &sessionpb.Joined{})
+	if op := d.Log[0].(*sessionpb.Opened); op.GetTenant() != "t1" {
+		t.Fatalf("opened %v", op)
+	}
+	if info := noop(t, d, &sessionpb.Get{}).(*sessionpb.Info); info.GetTenant() != "t1" {
+		t.Fatalf("info %v", info)
+	}
+}

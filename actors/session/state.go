@@ -86,6 +86,7 @@ type State struct {
 
 	// The current (or latest) instance; reset by Opened.
 	HostUser       string
+	Tenant         string            // the host's tenant ("" = none)
 	Limits         *sessionpb.Limits // with defaults filled in; never modified
 	JoinSecretHash []byte
 	OpenedAt       int64 // Unix ms
@@ -181,6 +182,7 @@ func Evolve(s State, ev proto.Message) State {
 			Version:        s.Version,
 			Status:         Live,
 			HostUser:       e.GetHostUser(),
+			Tenant:         e.GetTenant(),
 			Limits:         proto.Clone(withDefaults(e.GetLimits())).(*sessionpb.Limits),
 			JoinSecretHash: bytes.Clone(e.GetJoinSecretHash()),
 			OpenedAt:       e.GetAtUnixMs(),

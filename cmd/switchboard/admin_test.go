@@ -222,3 +222,69 @@ func TestExpiredSessionWithoutConnectionsIsEnded(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// A supporter opens a session with its API client credentials; the session
+// belongs to its tenant: that tenant's administrator sees and may end it,
+// another tenant's does not even see it.
+func TestSupporterAccountOpensTenantSession(t *testing.T) {
+	sessionAddr := freePort(t)
+	addr, dataDir, pw, _ := adminNode(t, "--session-bind", sessionAddr, "--admin-logins-per-minute", "600")
+	base := []string{"--addr", addr, "--data-dir", dataDir}
+	type who struct{ env []string }
+	login := func(name, password, newPassword string) who {
+		t.Helper()
+		w := who{[]string{"HOME=" + t.TempDir()}}
+		if r := runAdmin(t, password+"\n", w.env, append(base, "login", name)...); r.code != exitOK {
+			t.Fatalf("login %s: %+v", name, r)
+		}
+		if r := runAdmin(t, password+"\n"+newPassword+"\n", w.env, append(base, "password")...); r.code != exitOK {
+			t.Fatalf("password %s: %+v", name, r)
+		}
+		return w
+	}
+	super := login("admin", pw, "Sw1tchboard-Operator!")
+	create := func(args ...string) string {
+		t.Helper()
+		r := runAdmin(t, "", super.env, append(append(base, "--output", "json", "accounts", "create"), args...)...)
+		var res struct{ Credential string }
+		if r.code != exitOK || json.Unmarshal([]byte(r.stdout), &res) != nil {
+			t.Fatalf("create %v: %+v", args, r)
+		}
+		return res.Credential
+	}
+	secret := create("desk1", "--kind", "client", "--role", "supporter", "--tenant", "t1")
+	ta1 := login("ta1", create("ta1", "--kind", "admin", "--role", "tenant_admin", "--tenant", "t1"), "Tenant-one-admin-99")
+	ta2 := login("ta2", create("ta2", "--kind", "admin", "--role", "tenant_admin", "--tenant", "t2"), "Tenant-two-admin-99")
+
+	pool := x509.NewCertPool()
+	ca, err := os.ReadFile(filepath.Join(dataDir, "tls", "switchboard-ca.pem"))
+	if err != nil || !pool.AppendCertsFromPEM(ca) {
+		t.Fatalf("cluster CA: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := sessionclient.Config{Nodes: []string{sessionAddr}, TLS: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	if _, err := sessionclient.Open(ctx, cfg, sessionclient.OpenParams{Token: "desk1:sbs_wrong", Name: "Desk"}); err == nil {
+		t.Fatal("a wrong client secret opened a session")
+	}
+	sess, err := sessionclient.Open(ctx, cfg, sessionclient.OpenParams{Token: "desk1:" + secret, Name: "Desk One"})
+	if err != nil {
+		t.Fatalf("open with the supporter's client credentials: %v", err)
+	}
+	defer sess.Close()
+	code := sess.Code()
+	r := runAdmin(t, "", ta1.env, append(base, "--output", "json", "sessions", "get", code, "--consistent")...)
+	var s struct{ HostUser, Tenant string }
+	if r.code != exitOK || json.Unmarshal([]byte(r.stdout), &s) != nil || s.HostUser != "desk1" || s.Tenant != "t1" {
+		t.Fatalf("tenant t1's administrator reads the session: %+v", r)
+	}
+	if r := runAdmin(t, "", ta2.env, append(base, "sessions", "get", code, "--consistent")...); r.code != exitNotFound {
+		t.Fatalf("tenant t2's administrator: %+v", r)
+	}
+	if r := runAdmin(t, "", ta2.env, append(base, "--output", "json", "sessions", "history")...); r.code != exitOK || strings.Contains(r.stdout, code) {
+		t.Fatalf("tenant t2's history: %+v", r)
+	}
+	if r := runAdmin(t, "", ta1.env, append(base, "sessions", "end", code, "--reason", "tenant admin")...); r.code != exitOK {
+		t.Fatalf("tenant t1's administrator ends it: %+v", r)
+	}
+}

@@ -459,30 +459,32 @@ func serve(ctx context.Context, args, environ []string, stdout io.Writer) error 
 		closeAll(apiL, httpL, sessionL, adminL)
 		return err
 	}
-	edge, sessionServer, err := startSessionEdge(cfg, node, sessionL, tlsCfg.Certificates, tokens, logger, reg)
+	views, err := openViews(cfg, node, logger, reg)
 	if err != nil {
 		closeAll(apiL, httpL, sessionL, adminL)
 		_ = node.Shutdown(context.Background())
 		return err
 	}
-	views, err := openViews(cfg, node, logger, reg)
+	adm, err := startAdmin(cfg, node, views, adminL, logger, reg)
 	if err != nil {
 		closeAll(apiL, httpL, sessionL, adminL)
-		_ = edge.Shutdown(context.Background())
+		_ = node.Shutdown(context.Background())
+		views.Close()
+		return err
+	}
+	// Supporters open sessions with a configured host token or with their
+	// admin account (checked by the admin gateway against its views).
+	edge, sessionServer, err := startSessionEdge(cfg, node, sessionL, tlsCfg.Certificates, tokens, adm.gw, logger, reg)
+	if err != nil {
+		closeAll(apiL, httpL, sessionL)
+		adm.shutdown(context.Background())
+		views.Close()
 		_ = node.Shutdown(context.Background())
 		return err
 	}
 	sweepCtx, sweepStop := context.WithCancel(ctx)
 	defer sweepStop()
 	go sweepSessions(sweepCtx, node, views, cfg.Session.SweepInterval, logger)
-	adm, err := startAdmin(cfg, node, views, adminL, logger, reg)
-	if err != nil {
-		closeAll(apiL, httpL, sessionL, adminL)
-		_ = edge.Shutdown(context.Background())
-		_ = node.Shutdown(context.Background())
-		views.Close()
-		return err
-	}
 	grpcServer := grpc.NewServer(grpc.MaxRecvMsgSize(nc.Log.Limits.MaxAppendSize+1<<20),
 		grpc.Creds(credentials.NewTLS(tlsCfg.Clone())))
 	eventspb.RegisterLogServer(grpcServer, node.Log.API())
@@ -544,15 +546,15 @@ func serve(ctx context.Context, args, environ []string, stdout io.Writer) error 
 	defer cancel()
 	bootStop()
 	<-bootDone
-	adm.shutdown(sctx)
-	if verr := views.Close(); verr != nil {
-		logger.Warn("closing projections", "component", "serve", "err", verr)
-	}
 	// Clients first: they resume on other nodes while this one leaves.
 	if err := edge.Shutdown(sctx); err != nil {
 		logger.Warn("session edge shutdown", "component", "serve", "err", err)
 	}
 	_ = sessionServer.Shutdown(sctx)
+	adm.shutdown(sctx)
+	if verr := views.Close(); verr != nil {
+		logger.Warn("closing projections", "component", "serve", "err", verr)
+	}
 	stopped := make(chan struct{})
 	go func() { grpcServer.GracefulStop(); close(stopped) }()
 	err = node.Shutdown(sctx)

@@ -130,9 +130,9 @@ func hostTokens(cfg ServeConfig) (t *sessionedge.HostTokens, created, file strin
 
 // startSessionEdge serves the session WebSocket endpoint on l.
 func startSessionEdge(cfg ServeConfig, node *cluster.Node, l net.Listener, nodeCerts []tls.Certificate, tokens *sessionedge.HostTokens,
-	logger *slog.Logger, reg prometheus.Registerer) (*sessionedge.Edge, *http.Server, error) {
+	accounts sessionedge.HostAuthenticator, logger *slog.Logger, reg prometheus.Registerer) (*sessionedge.Edge, *http.Server, error) {
 	ec := sessionedge.DefaultConfig()
-	ec.NodeID, ec.HostTokens, ec.Logger, ec.Registerer = cfg.NodeID, tokens, logger, reg
+	ec.NodeID, ec.HostTokens, ec.Accounts, ec.Logger, ec.Registerer = cfg.NodeID, tokens, accounts, logger, reg
 	ec.AllowedOrigins, ec.MaxConnections, ec.Heartbeat = cfg.Session.AllowedOrigins, cfg.Session.MaxConnections, cfg.Session.Heartbeat
 	edge, err := sessionedge.New(ec, edgeNode{node})
 	if err != nil {

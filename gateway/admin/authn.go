@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"slices"
 	"strings"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
@@ -104,6 +105,10 @@ func (s *Server) checkClient(basic string) (*caller, error) {
 	if !ok || !sbauth.ValidName(name) {
 		return nil, status.Error(codes.Unauthenticated, "basic credentials are not base64(<client>:<secret>)")
 	}
+	return s.checkClientSecret(name, secret)
+}
+
+func (s *Server) checkClientSecret(name, secret string) (*caller, error) {
 	a, found, err := s.b.Views().Account(name)
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "accounts view: %v", err)
@@ -149,4 +154,29 @@ func allowTenant(c *caller, roles []sbauth.Role, tenant string) error {
 		return status.Error(codes.PermissionDenied, err.Error())
 	}
 	return nil
+}
+
+// hostRoles may open relayed sessions.
+var hostRoles = []sbauth.Role{sbauth.Super, sbauth.TenantAdmin, sbauth.Supporter}
+
+// AuthenticateHost implements sessionedge.HostAuthenticator: a supporter
+// opens a session with a token from Login ("sbt1.…") or an API client's
+// "<name>:<secret>". The account must be live, enabled, past its one-time
+// password, and of a role that may open sessions; the session then belongs
+// to the account's tenant.
+func (s *Server) AuthenticateHost(ctx context.Context, token string) (user, tenant string, ok bool) {
+	var c *caller
+	var err error
+	if strings.HasPrefix(token, sbauth.TokenPrefix+".") {
+		c, err = s.checkToken(ctx, token)
+	} else if name, secret, found := strings.Cut(token, ":"); found && sbauth.ValidName(name) {
+		c, err = s.checkClientSecret(name, secret)
+	} else {
+		return "", "", false
+	}
+	if err != nil || c.MustChangePassword || !slices.Contains(hostRoles, c.Role) {
+		s.metrics.authFailures.WithLabelValues("session_host").Inc()
+		return "", "", false
+	}
+	return c.Subject, c.Tenant, true
 }

@@ -158,3 +158,46 @@ func TestPanicIsRecovered(t *testing.T) {
 		t.Fatalf("after the panic: %v", err)
 	}
 }
+
+// Supporters open relayed sessions with their account: a token from Login
+// or an API client's "name:secret"; the session belongs to their tenant.
+func TestAuthenticateHost(t *testing.T) {
+	g := startGateway(t, nil)
+	superTok := g.login()
+	super := bearer(ctxT(t), superTok)
+	ctx := ctxT(t)
+	acc := adminpb.NewAccountsClient(g.conn)
+	client, err := acc.CreateAccount(super, &adminpb.CreateAccountRequest{Name: "bot", Kind: "client", Role: "supporter", Tenant: "t1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auditor, err := acc.CreateAccount(super, &adminpb.CreateAccountRequest{Name: "aud", Kind: "client", Role: "auditor"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := acc.CreateAccount(super, &adminpb.CreateAccountRequest{Name: "new", Kind: "admin", Role: "supporter", Tenant: "t2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	freshLogin, err := adminpb.NewAuthClient(g.conn).Login(ctx, &adminpb.LoginRequest{Name: "new", Password: fresh.Credential})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		what, token, user, tenant string
+		ok                        bool
+	}{
+		{"super's login token", superTok, "admin", "", true},
+		{"supporter client", "bot:" + client.Credential, "bot", "t1", true},
+		{"supporter client, wrong secret", "bot:sbs_nope", "", "", false},
+		{"auditor client (may not open)", "aud:" + auditor.Credential, "", "", false},
+		{"token of a one-time password", freshLogin.Token, "", "", false},
+		{"forged token", superTok[:len(superTok)-3] + "AAA", "", "", false},
+		{"garbage", "something", "", "", false},
+	} {
+		user, tenant, ok := g.s.AuthenticateHost(ctx, c.token)
+		if ok != c.ok || user != c.user || tenant != c.tenant {
+			t.Errorf("%s: got %q %q %v, want %q %q %v", c.what, user, tenant, ok, c.user, c.tenant, c.ok)
+		}
+	}
+}

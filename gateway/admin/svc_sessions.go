@@ -15,11 +15,11 @@ import (
 	"github.com/switchboard-io/switchboard/projections/viewspb"
 )
 
-// sessionTenant is the tenant a session belongs to. Sessions are opened
-// with host tokens from the configuration, which belong to no tenant, so
-// today every session is outside any tenant: visible to principals of every
-// tenant, and to a supporter when it is the session's host.
-func sessionTenant(*viewspb.SessionRecord) string { return "" }
+// sessionTenant is the tenant a session belongs to: its host account's.
+// Sessions opened with host tokens from the configuration belong to no
+// tenant: visible to principals of every tenant, and to the supporter that
+// hosts it.
+func sessionTenant(rec *viewspb.SessionRecord) string { return rec.GetTenant() }
 
 // mayRead reports whether c may see rec.
 func mayRead(c *caller, rec *viewspb.SessionRecord) bool {
@@ -144,16 +144,9 @@ func (s *Server) SearchSessionHistory(ctx context.Context, req *adminpb.SearchSe
 	if req.GetToUnixMs() > 0 {
 		q.To = time.UnixMilli(req.GetToUnixMs())
 	}
-	// A tenant principal that cannot see sessions outside any tenant sees
-	// only the sessions it hosted (supporter) — or none.
-	if allowTenant(c, readers, "") != nil {
-		if c.Role != sbauth.Supporter {
-			return &adminpb.SearchSessionHistoryResponse{}, nil
-		}
-		if q.User != "" && q.User != c.Subject {
-			return &adminpb.SearchSessionHistoryResponse{}, nil
-		}
-		q.User = c.Subject
+	// A principal of one tenant sees that tenant's sessions only.
+	if !c.Role.AllTenants(c.Tenant) {
+		q.Tenant = c.Tenant
 	}
 	page, err := s.b.Views().SessionHistory(q)
 	if err != nil {

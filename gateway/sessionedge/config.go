@@ -1,6 +1,7 @@
 package sessionedge
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
@@ -22,8 +23,13 @@ type Config struct {
 	// may connect; a request with any other Origin header is refused. Native
 	// clients send no Origin and are always accepted.
 	AllowedOrigins []string
-	// HostTokens authenticate supporters who open sessions.
+	// HostTokens authenticate supporters who open sessions with a token
+	// from the configuration (they belong to no tenant).
 	HostTokens *HostTokens
+	// Accounts, when set, also authenticates supporters by their admin
+	// account (a token from the admin API's login, or an API client's
+	// "name:secret"); tried when the token is not a configured host token.
+	Accounts HostAuthenticator
 	// MaxConnections bounds the connections of this node.
 	MaxConnections int
 	// Heartbeat is the heartbeat_s announced to clients; a connection that
@@ -105,6 +111,14 @@ func checkOrigin(o string) error {
 		return errors.New("must be scheme://host[:port], e.g. https://support.example.com")
 	}
 	return nil
+}
+
+// HostAuthenticator authenticates a supporter opening a session by the token
+// of its open message. It returns the account name and its tenant; ok is
+// false for an unknown, invalid or insufficient credential (a role that may
+// not open sessions).
+type HostAuthenticator interface {
+	AuthenticateHost(ctx context.Context, token string) (user, tenant string, ok bool)
 }
 
 // HostTokens authenticates supporters by token. Tokens are kept only as

@@ -297,8 +297,12 @@ func checkName(field, s string) error {
 
 func (c *conn) open(ctx context.Context, m sessionwire.Control) (sessionwire.Control, error) {
 	user, ok := c.e.cfg.HostTokens.Check(m.Token)
+	tenant := ""
+	if !ok && m.Token != "" && c.e.cfg.Accounts != nil {
+		user, tenant, ok = c.e.cfg.Accounts.AuthenticateHost(ctx, m.Token)
+	}
 	if m.Token == "" || !ok {
-		return sessionwire.Control{}, perr("unauthorized", true, "open needs a valid host token")
+		return sessionwire.Control{}, perr("unauthorized", true, "open needs a valid host token or supporter credentials")
 	}
 	if err := checkName("name", m.Name); err != nil {
 		return sessionwire.Control{}, err
@@ -311,7 +315,7 @@ func (c *conn) open(ctx context.Context, m sessionwire.Control) (sessionwire.Con
 	for attempt := 0; attempt < 8; attempt++ {
 		code, secret, token := session.NewCode(), session.NewSecret(), session.NewSecret()
 		c.setIdentity(code, "p1", token)
-		cmd := &sessionpb.Open{HostUser: user, HostName: m.Name, HostAddr: c.addr,
+		cmd := &sessionpb.Open{HostUser: user, Tenant: tenant, HostName: m.Name, HostAddr: c.addr,
 			JoinSecretHash: session.HashSecret([]byte(secret)), ResumeTokenHash: session.HashSecret([]byte(token)),
 			Limits: lim, Conn: c.connRef()}
 		res, err := c.e.call(ctx, code, cmd, false)

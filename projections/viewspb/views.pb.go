@@ -47,6 +47,7 @@ type SessionRecord struct {
 	MaxParticipants    uint32                 `protobuf:"varint,16,opt,name=max_participants,json=maxParticipants,proto3" json:"max_participants,omitempty"`
 	ExpiresAtUnixMs    int64                  `protobuf:"varint,17,opt,name=expires_at_unix_ms,json=expiresAtUnixMs,proto3" json:"expires_at_unix_ms,omitempty"`
 	IdleTimeoutS       uint32                 `protobuf:"varint,18,opt,name=idle_timeout_s,json=idleTimeoutS,proto3" json:"idle_timeout_s,omitempty"` // 0 = none
+	Tenant             string                 `protobuf:"bytes,19,opt,name=tenant,proto3" json:"tenant,omitempty"`                                    // the host account's tenant; empty = none
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -205,6 +206,13 @@ func (x *SessionRecord) GetIdleTimeoutS() uint32 {
 		return x.IdleTimeoutS
 	}
 	return 0
+}
+
+func (x *SessionRecord) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
 }
 
 // ParticipantRecord is one participant and its resume point.
@@ -446,7 +454,7 @@ var File_views_proto protoreflect.FileDescriptor
 
 const file_views_proto_rawDesc = "" +
 	"\n" +
-	"\vviews.proto\x12\x14switchboard.views.v1\"\x87\x05\n" +
+	"\vviews.proto\x12\x14switchboard.views.v1\"\x9f\x05\n" +
 	"\rSessionRecord\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x1b\n" +
 	"\thost_user\x18\x02 \x01(\tR\bhostUser\x12\x1b\n" +
@@ -467,7 +475,8 @@ const file_views_proto_rawDesc = "" +
 	"\x15last_activity_unix_ms\x18\x0f \x01(\x03R\x12lastActivityUnixMs\x12)\n" +
 	"\x10max_participants\x18\x10 \x01(\rR\x0fmaxParticipants\x12+\n" +
 	"\x12expires_at_unix_ms\x18\x11 \x01(\x03R\x0fexpiresAtUnixMs\x12$\n" +
-	"\x0eidle_timeout_s\x18\x12 \x01(\rR\fidleTimeoutS\"\x9f\x03\n" +
+	"\x0eidle_timeout_s\x18\x12 \x01(\rR\fidleTimeoutS\x12\x16\n" +
+	"\x06tenant\x18\x13 \x01(\tR\x06tenant\"\x9f\x03\n" +
 	"\x11ParticipantRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x12\n" +

@@ -273,6 +273,7 @@ type Open struct {
 	ResumeTokenHash []byte                 `protobuf:"bytes,5,opt,name=resume_token_hash,json=resumeTokenHash,proto3" json:"resume_token_hash,omitempty"` // SHA-256 of the host's resume token (32 bytes)
 	Limits          *Limits                `protobuf:"bytes,6,opt,name=limits,proto3" json:"limits,omitempty"`                                            // unset fields take the defaults
 	Conn            *Conn                  `protobuf:"bytes,7,opt,name=conn,proto3" json:"conn,omitempty"`                                                // the host's connection
+	Tenant          string                 `protobuf:"bytes,8,opt,name=tenant,proto3" json:"tenant,omitempty"`                                            // the host account's tenant; empty = none (config host tokens)
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -354,6 +355,13 @@ func (x *Open) GetConn() *Conn {
 		return x.Conn
 	}
 	return nil
+}
+
+func (x *Open) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
 }
 
 // Join adds a guest.
@@ -1034,6 +1042,7 @@ type Opened struct {
 	Limits         *Limits                `protobuf:"bytes,3,opt,name=limits,proto3" json:"limits,omitempty"` // with defaults filled in
 	JoinSecretHash []byte                 `protobuf:"bytes,4,opt,name=join_secret_hash,json=joinSecretHash,proto3" json:"join_secret_hash,omitempty"`
 	AtUnixMs       int64                  `protobuf:"varint,5,opt,name=at_unix_ms,json=atUnixMs,proto3" json:"at_unix_ms,omitempty"`
+	Tenant         string                 `protobuf:"bytes,6,opt,name=tenant,proto3" json:"tenant,omitempty"` // the host's tenant; empty = none
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -1101,6 +1110,13 @@ func (x *Opened) GetAtUnixMs() int64 {
 		return x.AtUnixMs
 	}
 	return 0
+}
+
+func (x *Opened) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
 }
 
 type Joined struct {
@@ -1829,6 +1845,7 @@ type Info struct {
 	Live           bool                   `protobuf:"varint,2,opt,name=live,proto3" json:"live,omitempty"`
 	Ended          bool                   `protobuf:"varint,3,opt,name=ended,proto3" json:"ended,omitempty"`
 	HostUser       string                 `protobuf:"bytes,4,opt,name=host_user,json=hostUser,proto3" json:"host_user,omitempty"`
+	Tenant         string                 `protobuf:"bytes,14,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	Limits         *Limits                `protobuf:"bytes,5,opt,name=limits,proto3" json:"limits,omitempty"`
 	Participants   []*Participant         `protobuf:"bytes,6,rep,name=participants,proto3" json:"participants,omitempty"`
 	Version        uint64                 `protobuf:"varint,7,opt,name=version,proto3" json:"version,omitempty"`
@@ -1896,6 +1913,13 @@ func (x *Info) GetEnded() bool {
 func (x *Info) GetHostUser() string {
 	if x != nil {
 		return x.HostUser
+	}
+	return ""
+}
+
+func (x *Info) GetTenant() string {
+	if x != nil {
+		return x.Tenant
 	}
 	return ""
 }
@@ -2404,7 +2428,7 @@ const file_session_proto_rawDesc = "" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x1a\n" +
 	"\battached\x18\x04 \x01(\bR\battached\x12\x12\n" +
-	"\x04left\x18\x05 \x01(\bR\x04left\"\x9d\x02\n" +
+	"\x04left\x18\x05 \x01(\bR\x04left\"\xb5\x02\n" +
 	"\x04Open\x12\x1b\n" +
 	"\thost_user\x18\x01 \x01(\tR\bhostUser\x12\x1b\n" +
 	"\thost_name\x18\x02 \x01(\tR\bhostName\x12\x1b\n" +
@@ -2412,7 +2436,8 @@ const file_session_proto_rawDesc = "" +
 	"\x10join_secret_hash\x18\x04 \x01(\fR\x0ejoinSecretHash\x12*\n" +
 	"\x11resume_token_hash\x18\x05 \x01(\fR\x0fresumeTokenHash\x126\n" +
 	"\x06limits\x18\x06 \x01(\v2\x1e.switchboard.session.v1.LimitsR\x06limits\x120\n" +
-	"\x04conn\x18\a \x01(\v2\x1c.switchboard.session.v1.ConnR\x04conn\"\xad\x01\n" +
+	"\x04conn\x18\a \x01(\v2\x1c.switchboard.session.v1.ConnR\x04conn\x12\x16\n" +
+	"\x06tenant\x18\b \x01(\tR\x06tenant\"\xad\x01\n" +
 	"\x04Join\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x1f\n" +
@@ -2452,14 +2477,15 @@ const file_session_proto_rawDesc = "" +
 	"\x06Expire\")\n" +
 	"\x05Touch\x12 \n" +
 	"\vparticipant\x18\x01 \x01(\tR\vparticipant\"\x05\n" +
-	"\x03Get\"\xb9\x01\n" +
+	"\x03Get\"\xd1\x01\n" +
 	"\x06Opened\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x1b\n" +
 	"\thost_user\x18\x02 \x01(\tR\bhostUser\x126\n" +
 	"\x06limits\x18\x03 \x01(\v2\x1e.switchboard.session.v1.LimitsR\x06limits\x12(\n" +
 	"\x10join_secret_hash\x18\x04 \x01(\fR\x0ejoinSecretHash\x12\x1c\n" +
 	"\n" +
-	"at_unix_ms\x18\x05 \x01(\x03R\batUnixMs\"\xf6\x01\n" +
+	"at_unix_ms\x18\x05 \x01(\x03R\batUnixMs\x12\x16\n" +
+	"\x06tenant\x18\x06 \x01(\tR\x06tenant\"\xf6\x01\n" +
 	"\x06Joined\x12 \n" +
 	"\vparticipant\x18\x01 \x01(\tR\vparticipant\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x12\n" +
@@ -2517,12 +2543,13 @@ const file_session_proto_rawDesc = "" +
 	"\x04cseq\x18\x01 \x01(\x04R\x04cseq\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x1c\n" +
 	"\tduplicate\x18\x03 \x01(\bR\tduplicate\"\x04\n" +
-	"\x02Ok\"\xb8\x03\n" +
+	"\x02Ok\"\xd0\x03\n" +
 	"\x04Info\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x12\n" +
 	"\x04live\x18\x02 \x01(\bR\x04live\x12\x14\n" +
 	"\x05ended\x18\x03 \x01(\bR\x05ended\x12\x1b\n" +
-	"\thost_user\x18\x04 \x01(\tR\bhostUser\x126\n" +
+	"\thost_user\x18\x04 \x01(\tR\bhostUser\x12\x16\n" +
+	"\x06tenant\x18\x0e \x01(\tR\x06tenant\x126\n" +
 	"\x06limits\x18\x05 \x01(\v2\x1e.switchboard.session.v1.LimitsR\x06limits\x12G\n" +
 	"\fparticipants\x18\x06 \x03(\v2#.switchboard.session.v1.ParticipantR\fparticipants\x12\x18\n" +
 	"\aversion\x18\a \x01(\x04R\aversion\x12\x16\n" +
