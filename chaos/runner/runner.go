@@ -50,6 +50,9 @@ type Options struct {
 	// LinearTimeout bounds the linearizability check (default 2 min).
 	LinearTimeout time.Duration
 	Logger        *slog.Logger
+
+	// start, when set (tests), replaces the driver.
+	start func(ctx context.Context, dir string) (Driver, error)
 }
 
 func (o Options) withDefaults() Options {
@@ -160,9 +163,12 @@ func Run(ctx context.Context, o Options) (*report.Report, error) {
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
 	var d Driver
-	if o.Driver == "docker" {
+	switch {
+	case o.start != nil:
+		d, err = o.start(runCtx, clusterDir)
+	case o.Driver == "docker":
 		d, err = startDocker(runCtx, o.Image, o.Nodes, clusterDir, o.NodeArgs, log)
-	} else {
+	default:
 		d, err = startProcess(runCtx, o.Binary, o.Nodes, clusterDir, o.NodeArgs, log)
 	}
 	if err != nil {
