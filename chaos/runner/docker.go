@@ -58,13 +58,6 @@ var (
 	_ Partitioner = (*dockerDriver)(nil)
 )
 
-// Partitioner is a driver that can cut a node off the network and bring it
-// back (the isolate nemesis).
-type Partitioner interface {
-	Isolate(i int) error
-	Rejoin(i int) error
-}
-
 // docker runs a docker command and returns its standard output.
 func docker(ctx context.Context, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)

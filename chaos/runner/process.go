@@ -17,35 +17,6 @@ import (
 	"github.com/switchboard-io/switchboard/internal/bench"
 )
 
-// Driver runs the cluster under test. Node indexes are 0..Nodes()-1.
-type Driver interface {
-	// Nodes returns the node ids.
-	Nodes() []string
-	// LogClients returns a gRPC client of every node's API, by index.
-	LogClients() []eventspb.LogClient
-	// SessionClient returns how session clients reach every node, and the
-	// host token.
-	SessionClient() (sessionclient.Config, string)
-	// Kill kills node i outright (kill -9); Restart starts it again with
-	// its data.
-	Kill(i int) error
-	Restart(ctx context.Context, i int) error
-	// Stop stops node i gracefully (SIGTERM, then SIGKILL after a grace
-	// period); Restart starts it again.
-	StopNode(i int) error
-	// Pause freezes node i (SIGSTOP); Resume thaws it (SIGCONT).
-	Pause(i int) error
-	Resume(i int) error
-	// Up reports whether node i is running and not paused.
-	Up(i int) bool
-	// Leader returns the index of the Raft leader (within ctx).
-	Leader(ctx context.Context) (int, error)
-	// WaitReady waits until every running node answers /readyz 200.
-	WaitReady(ctx context.Context, timeout time.Duration) error
-	// Stop stops every node.
-	Stop() error
-}
-
 // processDriver runs nodes as processes of the project's binary on
 // loopback (internal/bench's LogCluster: own CA, free ports, logs in dir).
 type processDriver struct {

@@ -1,0 +1,45 @@
+package runner
+
+import (
+	"context"
+	"time"
+
+	"github.com/switchboard-io/switchboard/events/eventspb"
+	"github.com/switchboard-io/switchboard/gateway/sessionclient"
+)
+
+// Driver runs the cluster under test. Node indexes are 0..Nodes()-1.
+type Driver interface {
+	// Nodes returns the node ids.
+	Nodes() []string
+	// LogClients returns a gRPC client of every node's API, by index.
+	LogClients() []eventspb.LogClient
+	// SessionClient returns how session clients reach every node, and the
+	// host token.
+	SessionClient() (sessionclient.Config, string)
+	// Kill kills node i outright (kill -9); Restart starts it again with
+	// its data.
+	Kill(i int) error
+	Restart(ctx context.Context, i int) error
+	// StopNode stops node i gracefully (SIGTERM, then SIGKILL after a
+	// grace period); Restart starts it again.
+	StopNode(i int) error
+	// Pause freezes node i (SIGSTOP); Resume thaws it (SIGCONT).
+	Pause(i int) error
+	Resume(i int) error
+	// Up reports whether node i is running, not paused and not cut off.
+	Up(i int) bool
+	// Leader returns the index of the Raft leader (within ctx).
+	Leader(ctx context.Context) (int, error)
+	// WaitReady waits until every running node answers /readyz 200.
+	WaitReady(ctx context.Context, timeout time.Duration) error
+	// Stop stops every node.
+	Stop() error
+}
+
+// Partitioner is a driver that can cut a node off the network and bring it
+// back (the isolate nemesis).
+type Partitioner interface {
+	Isolate(i int) error
+	Rejoin(i int) error
+}
