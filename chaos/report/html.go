@@ -89,7 +89,8 @@ Node data and logs: <code>{{.R.Dir}}</code>.</p>
 <h2>Timeline</h2>
 <p class="legend"><span><i class="sw" style="background:#f4a3a3"></i>node killed</span><span><i class="sw" style="background:#f7d08a"></i>node paused</span><span><i class="sw" style="background:#9ec5fe"></i>node isolated</span><span><i class="sw" style="background:#c3b1e1"></i>node restarted (graceful)</span>
 <span><i class="sw" style="background:#2c7be5"></i>log operations/s that succeeded</span><span><i class="sw" style="background:#cf222e"></i>failed (read errors, unknown appends)/s</span>
-<span><i class="sw" style="background:#8250df"></i>max latency (right axis)</span><span><i class="sw" style="background:#1a7f37"></i>session resumes</span></p>
+<span><i class="sw" style="background:#8250df"></i>max latency (right axis)</span><span><i class="sw" style="background:#1a7f37"></i>session resumes</span>
+<span><i class="sw" style="background:#1a7f37;opacity:.5"></i>lane <i>frames</i>: durable session frames delivered per second (red: none)</span></p>
 {{.Timeline}}
 
 {{if .R.Resumes}}{{$q := resumes .R}}<p>Session clients resumed {{len .R.Resumes}} times on another connection: p50 {{index $q 0}}, p99 {{index $q 1}}, max {{index $q 2}} from noticing the failure to the welcome of the resume.</p>{{end}}
@@ -126,6 +127,13 @@ func (r *Report) timelineSVG() string {
 	plotW := float64(width - left - right)
 	x := func(d time.Duration) float64 { return left + plotW*float64(d)/float64(end) }
 	lanesH := laneH * len(nodes)
+	frames := false // a lane of session frames delivered per second
+	for _, sec := range r.Seconds {
+		frames = frames || sec.Frames > 0
+	}
+	if frames {
+		lanesH += laneH
+	}
 	chartTop := lanesH + 20
 	height := chartTop + chartH + 30
 
@@ -135,6 +143,32 @@ func (r *Report) timelineSVG() string {
 		y := i * laneH
 		fmt.Fprintf(&b, `<text x="4" y="%d">%s</text><line x1="%d" x2="%d" y1="%d" y2="%d" stroke="#ddd"/>`,
 			y+15, template.HTMLEscapeString(n), left, width-right, y+laneH/2, y+laneH/2)
+	}
+	if frames {
+		// Green by the share of the busiest second; red where none arrived.
+		// Every second of the workload gets a cell: one without a record
+		// delivered nothing.
+		y, maxF, last := len(nodes)*laneH, 1, 0
+		perSec := map[int]int{}
+		for _, sec := range r.Seconds {
+			maxF = max(maxF, sec.Frames)
+			perSec[sec.At] = sec.Frames
+			if sec.Frames > 0 {
+				last = max(last, sec.At)
+			}
+		}
+		last = max(last, int(r.Duration/time.Second)-1)
+		fmt.Fprintf(&b, `<text x="4" y="%d">frames</text>`, y+15)
+		for at := 0; at <= last; at++ {
+			n := perSec[at]
+			x0, x1 := x(time.Duration(at)*time.Second), x(time.Duration(at+1)*time.Second)
+			fill := fmt.Sprintf(`fill="#1a7f37" opacity="%.2f"`, 0.15+0.85*float64(n)/float64(maxF))
+			if n == 0 {
+				fill = `fill="#cf222e" opacity="0.6"`
+			}
+			fmt.Fprintf(&b, `<rect class="frames" x="%.1f" y="%d" width="%.1f" height="%d" %s><title>%d s: %d durable frames delivered</title></rect>`,
+				x0, y+4, max(x1-x0-0.5, 0.5), laneH-8, fill, at, n)
+		}
 	}
 	for _, f := range r.Faults {
 		i := indexOf(nodes, f.Node)

@@ -75,6 +75,8 @@ type Second struct {
 	sumMs    float64
 	MeanMs   float64 `json:"mean_ms"`
 	Conflict int     `json:"conflict"`
+	// Frames counts durable session frames delivered to a participant.
+	Frames int `json:"frames"`
 }
 
 // New starts a report; Note records operations against its start time.
@@ -82,16 +84,29 @@ func New(start time.Time) *Report {
 	return &Report{Started: start, start: start, bucket: map[int]*Second{}}
 }
 
-// Note records one operation that finished now.
-func (r *Report) Note(outcome string, latency time.Duration) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// now returns the bucket of the current second; r.mu must be held.
+func (r *Report) now() *Second {
 	at := int(time.Since(r.start) / time.Second)
 	b := r.bucket[at]
 	if b == nil {
 		b = &Second{At: at}
 		r.bucket[at] = b
 	}
+	return b
+}
+
+// NoteFrame records a durable session frame delivered now.
+func (r *Report) NoteFrame() {
+	r.mu.Lock()
+	r.now().Frames++
+	r.mu.Unlock()
+}
+
+// Note records one operation that finished now.
+func (r *Report) Note(outcome string, latency time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b := r.now()
 	switch outcome {
 	case "ok", "read":
 		b.OK++

@@ -26,6 +26,8 @@ func TestReportFilesShowTheRun(t *testing.T) {
 	}
 	r.Note("ok", 3*time.Millisecond)
 	r.Note("unknown", 2*time.Second)
+	r.NoteFrame()
+	r.NoteFrame()
 	r.NoteResume(300 * time.Millisecond)
 	r.NoteResume(900 * time.Millisecond)
 	r.AddCheck(check.AppendsName, "10 acknowledged appends", []check.Violation{{Check: check.AppendsName,
@@ -70,6 +72,12 @@ func TestReportFilesShowTheRun(t *testing.T) {
 	}
 	if n := strings.Count(page, `class="fault"`); n != 2 {
 		t.Errorf("%d fault bands, want 2", n)
+	}
+	// One cell per second up to the last frame (noted 20 s after the
+	// start): only that one had frames, the others are red.
+	if n := strings.Count(page, `class="frames"`); n != 21 || !strings.Contains(page, "20 s: 2 durable frames delivered") ||
+		!strings.Contains(page, "14 s: 0 durable frames delivered") {
+		t.Errorf("%d frame cells, want 21, the last with 2 frames", n)
 	}
 	if n := strings.Count(page, `class="resume"`); n != 2 {
 		t.Errorf("%d resume marks, want 2", n)

@@ -197,7 +197,7 @@ func Run(ctx context.Context, o Options) (*report.Report, error) {
 	if !o.NoSessions {
 		cfg, token := d.SessionClient()
 		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		sessions, err = workload.OpenSessions(octx, workload.SessionsConfig{Client: cfg, Token: token, Pairs: o.Sessions, Logger: log})
+		sessions, err = workload.OpenSessions(octx, workload.SessionsConfig{Client: cfg, Token: token, Pairs: o.Sessions, Logger: log, OnFrame: rep.NoteFrame})
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("chaos: %w", err)

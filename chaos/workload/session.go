@@ -24,6 +24,9 @@ type SessionsConfig struct {
 	// Interval between two durable frames of each participant (default 20 ms).
 	Interval time.Duration
 	Logger   *slog.Logger
+	// OnFrame, if set, is called for every durable frame delivered (for the
+	// report's timeline).
+	OnFrame func()
 }
 
 // Sessions is the session workload: in each session the host and the guest
@@ -88,7 +91,7 @@ func OpenSessions(ctx context.Context, cfg SessionsConfig) (*Sessions, error) {
 		p.dirs[1] = &frameDirection{name: fmt.Sprintf("session %s guest→host", host.Code()), from: guest, to: host}
 		w.pairs = append(w.pairs, p)
 		for _, d := range p.dirs {
-			w.wg.Go(func() { d.recvLoop(cfg.Logger) })
+			w.wg.Go(func() { d.recvLoop(cfg.Logger, cfg.OnFrame) })
 		}
 	}
 	return w, nil
@@ -128,7 +131,7 @@ func (d *frameDirection) sendLoop(ctx context.Context, every time.Duration, log 
 	}
 }
 
-func (d *frameDirection) recvLoop(log *slog.Logger) {
+func (d *frameDirection) recvLoop(log *slog.Logger, onFrame func()) {
 	for {
 		m, err := d.to.Recv(context.Background())
 		if err != nil {
@@ -144,6 +147,9 @@ func (d *frameDirection) recvLoop(log *slog.Logger) {
 		d.mu.Lock()
 		d.received = append(d.received, binary.BigEndian.Uint64(m.Payload))
 		d.mu.Unlock()
+		if onFrame != nil {
+			onFrame()
+		}
 	}
 }
 
