@@ -15,6 +15,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/switchboard-io/switchboard/gateway/sessionclient"
+	"github.com/switchboard-io/switchboard/internal/testlock"
 )
 
 // chromiumPath finds Debian's chromium (.ci/run installs it).
@@ -39,6 +40,9 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 		t.Skip("no chromium on this machine (apt-get install chromium)")
 	}
+	// Docker tests in other packages add and remove networks; chromium aborts
+	// its requests when the host's network changes.
+	testlock.Lock(t, testlock.HostNetwork)
 	token := "sbh_browsertestbrowsertestbrowsertest"
 	dataDir := t.TempDir()
 	adminAddr, sessionAddr := freePort(t), freePort(t)
