@@ -21,6 +21,7 @@ import (
 
 	"github.com/switchboard-io/switchboard/gateway/sessionclient"
 	"github.com/switchboard-io/switchboard/internal/ports"
+	"github.com/switchboard-io/switchboard/internal/testlock"
 )
 
 // composeNodes are the node services of compose.yaml.
@@ -37,6 +38,8 @@ func TestComposeCluster(t *testing.T) {
 		t.Skip("starts Docker containers: skipped under -short")
 	}
 	compose := composeCommand(t)
+	// Containers add and remove networks: no browser test may run meanwhile.
+	testlock.Lock(t, testlock.HostNetwork)
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/switchboard-io/switchboard/chaos/nemesis"
 	"github.com/switchboard-io/switchboard/deploy"
+	"github.com/switchboard-io/switchboard/internal/testlock"
 )
 
 // The docker driver: containers of this checkout's image on a private
@@ -27,6 +28,8 @@ func TestDockerRunAllScenario(t *testing.T) {
 	if err := deploy.DockerUsable(ctx); err != nil {
 		t.Skipf("%v: skipping the docker driver test", err)
 	}
+	// Containers add and remove networks: no browser test may run meanwhile.
+	testlock.Lock(t, testlock.HostNetwork)
 	root, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
