@@ -1,5 +1,6 @@
 // Package nemesis plans the faults of a chaos run: a scenario names which
-// faults may happen (kill -9, pause, graceful restart or network isolation, of a random node,
+// faults may happen (kill -9, pause, graceful restart, network isolation,
+// delay, loss or a one-way partition, of a random node,
 // the Raft leader or a session client's node) and how often, and Plan turns it and a seed into a
 // schedule. The schedule is a pure function of (scenario, seed, duration), so
 // a failing run can be replayed with the same faults at the same offsets;
@@ -16,6 +17,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -40,7 +42,17 @@ const (
 	// all others, both ways) and reconnects it when the fault ends; only
 	// drivers that can partition support it (docker).
 	Isolate Kind = "isolate"
+	// Delay adds 150 ms ± 50 ms to every packet the node sends (tc netem).
+	Delay Kind = "delay"
+	// Loss drops 30% of the packets the node sends.
+	Loss Kind = "loss"
+	// OneWay drops every packet the node receives from the other nodes
+	// while its own still reach them: an asymmetric partition.
+	OneWay Kind = "oneway"
 )
+
+// kinds are the valid fault kinds.
+var kinds = []Kind{Kill, Pause, Restart, Isolate, Delay, Loss, OneWay}
 
 // Target says which node a fault hits; resolved when the fault starts.
 type Target string
@@ -119,6 +131,13 @@ var builtins = map[string]Scenario{
 	"all": {Name: "all", Faults: []Choice{{Kill, Random, 1}, {Kill, Leader, 1}, {Kill, Session, 1},
 		{Pause, Random, 1}, {Pause, Leader, 1}, {Isolate, Random, 1}, {Isolate, Leader, 1}, {Restart, Leader, 1}},
 		MinGap: sec(2), MaxGap: sec(4), MinDown: sec(1), MaxDown: sec(4), Settle: sec(3)},
+	// network: packet loss and one-way partitions of random nodes and the
+	// leader (drivers that can shape a node's network).
+	"network": {Name: "network", Faults: []Choice{{Loss, Random, 1}, {Loss, Leader, 1}, {OneWay, Random, 1}, {OneWay, Leader, 1}},
+		MinGap: sec(2), MaxGap: sec(4), MinDown: sec(2), MaxDown: sec(6), Settle: sec(3)},
+	// delay: packet delay of random nodes and the leader (needs netem).
+	"delay": {Name: "delay", Faults: []Choice{{Delay, Random, 1}, {Delay, Leader, 1}},
+		MinGap: sec(2), MaxGap: sec(4), MinDown: sec(2), MaxDown: sec(6), Settle: sec(3)},
 	// none: no faults (a baseline; the checkers must pass).
 	"none": {Name: "none", MinGap: sec(1), MaxGap: sec(1), MinDown: sec(1), MaxDown: sec(1), Settle: sec(1)},
 }
@@ -163,8 +182,8 @@ func Load(nameOrFile string) (Scenario, error) {
 func (sc Scenario) Validate() error {
 	var errs []error
 	for i, c := range sc.Faults {
-		if c.Kind != Kill && c.Kind != Pause && c.Kind != Isolate && c.Kind != Restart {
-			errs = append(errs, fmt.Errorf("faults[%d].kind %q: want kill, pause, restart or isolate", i, c.Kind))
+		if !slices.Contains(kinds, c.Kind) {
+			errs = append(errs, fmt.Errorf("faults[%d].kind %q: want one of %v", i, c.Kind, kinds))
 		}
 		if c.Target != Random && c.Target != Leader && c.Target != Session {
 			errs = append(errs, fmt.Errorf("faults[%d].target %q: want random, leader or session", i, c.Target))

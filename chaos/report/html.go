@@ -88,6 +88,7 @@ Node data and logs: <code>{{.R.Dir}}</code>.</p>
 
 <h2>Timeline</h2>
 <p class="legend"><span><i class="sw" style="background:#f4a3a3"></i>node killed</span><span><i class="sw" style="background:#f7d08a"></i>node paused</span><span><i class="sw" style="background:#9ec5fe"></i>node isolated</span><span><i class="sw" style="background:#c3b1e1"></i>node restarted (graceful)</span>
+<span><i class="sw" style="background:#a8dadc"></i>delay</span><span><i class="sw" style="background:#e9c46a"></i>loss</span><span><i class="sw" style="background:#6c9bd2"></i>one-way partition</span>
 <span><i class="sw" style="background:#2c7be5"></i>log operations/s that succeeded</span><span><i class="sw" style="background:#cf222e"></i>failed (read errors, unknown appends)/s</span>
 <span><i class="sw" style="background:#8250df"></i>max latency (right axis)</span><span><i class="sw" style="background:#1a7f37"></i>session resumes</span>
 <span><i class="sw" style="background:#1a7f37;opacity:.5"></i>lane <i>frames</i>: durable session frames delivered per second (red: none)</span></p>
@@ -175,7 +176,8 @@ func (r *Report) timelineSVG() string {
 		if i < 0 {
 			continue
 		}
-		color := map[nemesis.Kind]string{nemesis.Kill: "#f4a3a3", nemesis.Pause: "#f7d08a", nemesis.Isolate: "#9ec5fe", nemesis.Restart: "#c3b1e1"}[f.Kind]
+		color := map[nemesis.Kind]string{nemesis.Kill: "#f4a3a3", nemesis.Pause: "#f7d08a", nemesis.Isolate: "#9ec5fe", nemesis.Restart: "#c3b1e1",
+			nemesis.Delay: "#a8dadc", nemesis.Loss: "#e9c46a", nemesis.OneWay: "#6c9bd2"}[f.Kind]
 		if color == "" {
 			color = "#ccc"
 		}

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/switchboard-io/switchboard/chaos/nemesis"
 	"github.com/switchboard-io/switchboard/cluster/tlsutil"
 	"github.com/switchboard-io/switchboard/events/eventspb"
 	"github.com/switchboard-io/switchboard/gateway/sessionclient"
@@ -50,13 +51,98 @@ type dockerDriver struct {
 type dockerNode struct {
 	id, ip, container string
 	killed, paused    bool
-	isolated          bool
+	isolated, shaped  bool
 }
 
 var (
 	_ Driver      = (*dockerDriver)(nil)
 	_ Partitioner = (*dockerDriver)(nil)
+	_ Shaper      = (*dockerDriver)(nil)
 )
+
+// shapeProblem says why this process cannot inject fault k into a
+// container's network from the host ("" when it can): loss and one-way
+// partitions need root, nsenter and iptables; delay also needs tc with the
+// kernel's netem qdisc (tried in a throwaway network namespace).
+func shapeProblem(k nemesis.Kind) string {
+	if os.Geteuid() != 0 {
+		return "needs root (it changes a container's network namespace with nsenter)"
+	}
+	tools := []string{"nsenter", "iptables"}
+	if k == nemesis.Delay {
+		tools = append(tools, "tc", "unshare")
+	}
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			return "needs " + tool
+		}
+	}
+	if k == nemesis.Delay {
+		if out, err := exec.Command("unshare", "-n", "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms").CombinedOutput(); err != nil {
+			return "needs the kernel's netem qdisc (sch_netem): " + strings.TrimSpace(string(out))
+		}
+	}
+	return ""
+}
+
+// inNetns runs a host tool (tc, iptables) in node i's network namespace.
+func (d *dockerDriver) inNetns(i int, args ...string) error {
+	pid, err := docker(context.Background(), "inspect", "-f", "{{.State.Pid}}", d.nodes[i].container)
+	if err != nil {
+		return err
+	}
+	full := append([]string{"-t", strings.TrimSpace(pid), "-n"}, args...)
+	if out, err := exec.Command("nsenter", full...).CombinedOutput(); err != nil {
+		return fmt.Errorf("nsenter %s: %w: %s", strings.Join(full, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// Shape degrades node i's network: netem delay or loss on what it sends, or
+// a one-way partition (it drops what it receives from the other nodes).
+func (d *dockerDriver) Shape(i int, k nemesis.Kind) error {
+	var err error
+	switch k {
+	case nemesis.Delay:
+		err = d.inNetns(i, "tc", "qdisc", "replace", "dev", "eth0", "root", "netem", "delay", "150ms", "50ms")
+	case nemesis.Loss:
+		// iptables' statistic match rather than netem: it needs no
+		// kernel module beyond what Docker itself uses.
+		err = d.inNetns(i, "iptables", "-w", "-A", "OUTPUT", "-m", "statistic", "--mode", "random", "--probability", "0.3", "-j", "DROP")
+	case nemesis.OneWay:
+		for j, o := range d.nodes {
+			if j != i && err == nil {
+				err = d.inNetns(i, "iptables", "-w", "-A", "INPUT", "-s", o.ip, "-j", "DROP")
+			}
+		}
+	default:
+		err = fmt.Errorf("docker driver: cannot shape %s", k)
+	}
+	d.mu.Lock()
+	d.nodes[i].shaped = true // also on error: Unshape cleans up what was set
+	d.mu.Unlock()
+	return err
+}
+
+// Unshape removes every shaping of node i.
+func (d *dockerDriver) Unshape(i int) error {
+	var errs []error
+	if _, err := exec.LookPath("tc"); err == nil {
+		if err := d.inNetns(i, "tc", "qdisc", "del", "dev", "eth0", "root"); err != nil && !strings.Contains(err.Error(), "No such file") &&
+			!strings.Contains(err.Error(), "handle of zero") {
+			errs = append(errs, err)
+		}
+	}
+	for _, chain := range []string{"INPUT", "OUTPUT"} {
+		if err := d.inNetns(i, "iptables", "-w", "-F", chain); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	d.mu.Lock()
+	d.nodes[i].shaped = false
+	d.mu.Unlock()
+	return errors.Join(errs...)
+}
 
 // docker runs a docker command and returns its standard output.
 func docker(ctx context.Context, args ...string) (string, error) {
@@ -259,7 +345,7 @@ func (d *dockerDriver) Up(i int) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	n := d.nodes[i]
-	return !n.killed && !n.paused && !n.isolated
+	return !n.killed && !n.paused && !n.isolated && !n.shaped
 }
 
 func (d *dockerDriver) get(ctx context.Context, i int, path string) (int, string, error) {

@@ -12,19 +12,18 @@ import (
 	"time"
 
 	"github.com/switchboard-io/switchboard/chaos/nemesis"
+	"github.com/switchboard-io/switchboard/chaos/report"
 	"github.com/switchboard-io/switchboard/deploy"
 	"github.com/switchboard-io/switchboard/internal/testlock"
 )
 
-// The docker driver: containers of this checkout's image on a private
-// network, with kills, pauses and network isolation of nodes; every checker
-// passes and the containers, network and volumes are gone afterwards.
-func TestDockerRunAllScenario(t *testing.T) {
+// buildTestImage builds this checkout's image for a test and removes it
+// afterwards; it skips the test when Docker is not usable.
+func buildTestImage(ctx context.Context, t *testing.T) string {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts Docker containers: skipped under -short")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
 	if err := deploy.DockerUsable(ctx); err != nil {
 		t.Skipf("%v: skipping the docker driver test", err)
 	}
@@ -39,9 +38,15 @@ func TestDockerRunAllScenario(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = exec.Command("docker", "rmi", "-f", image).Run() })
+	return image
+}
 
-	dir := t.TempDir()
-	o := Options{Scenario: "all", Driver: "docker", Image: image, Duration: 25 * time.Second, Seed: 3, Report: dir, Sessions: 1,
+// runDocker runs a scenario on the docker driver with a small workload and
+// fails the test unless it passes.
+func runDocker(ctx context.Context, t *testing.T, scenario string, d time.Duration, seed uint64) *report.Report {
+	t.Helper()
+	image := buildTestImage(ctx, t)
+	o := Options{Scenario: scenario, Driver: "docker", Image: image, Duration: d, Seed: seed, Report: t.TempDir(), Sessions: 1,
 		LogGroups: 2, LogClientsPerGroup: 2, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	rep, err := Run(ctx, o)
 	if rep != nil {
@@ -50,6 +55,35 @@ func TestDockerRunAllScenario(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return rep
+}
+
+// Loss and one-way partitions inside the containers' network namespaces
+// (root only): every fault is injected and every checker passes.
+func TestDockerRunNetworkScenario(t *testing.T) {
+	if why := shapeProblem(nemesis.OneWay); why != "" {
+		t.Skipf("the network scenario %s", why)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	rep := runDocker(ctx, t, "network", 20*time.Second, 4)
+	if len(rep.Faults) == 0 {
+		t.Fatal("no fault planned")
+	}
+	for _, f := range rep.Faults {
+		if f.Node == "" || f.Note != "" {
+			t.Errorf("fault %+v not injected cleanly", f)
+		}
+	}
+}
+
+// The docker driver: containers of this checkout's image on a private
+// network, with kills, pauses and network isolation of nodes; every checker
+// passes and the containers, network and volumes are gone afterwards.
+func TestDockerRunAllScenario(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	rep := runDocker(ctx, t, "all", 25*time.Second, 3)
 	kinds := map[nemesis.Kind]int{}
 	for _, f := range rep.Faults {
 		if f.Node != "" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/switchboard-io/switchboard/chaos/nemesis"
 	"github.com/switchboard-io/switchboard/events/eventspb"
 	"github.com/switchboard-io/switchboard/gateway/sessionclient"
 )
@@ -42,4 +43,11 @@ type Driver interface {
 type Partitioner interface {
 	Isolate(i int) error
 	Rejoin(i int) error
+}
+
+// Shaper is a driver that can degrade one node's network (the delay, loss
+// and oneway nemeses) and restore it.
+type Shaper interface {
+	Shape(i int, k nemesis.Kind) error
+	Unshape(i int) error
 }

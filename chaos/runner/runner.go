@@ -105,8 +105,18 @@ func (o Options) Validate() error {
 	}
 	if sc, err := nemesis.Load(o.Scenario); err != nil {
 		errs = append(errs, err)
-	} else if sc.Uses(nemesis.Isolate) && o.Driver == "process" {
-		errs = append(errs, fmt.Errorf("scenario %s isolates nodes, which the process driver cannot: use --driver docker", sc.Name))
+	} else if o.Driver == "process" {
+		for _, k := range []nemesis.Kind{nemesis.Isolate, nemesis.Delay, nemesis.Loss, nemesis.OneWay} {
+			if sc.Uses(k) {
+				errs = append(errs, fmt.Errorf("scenario %s uses %s, which the process driver cannot inject: use --driver docker", sc.Name, k))
+			}
+		}
+	} else if o.Driver == "docker" {
+		for _, k := range []nemesis.Kind{nemesis.Delay, nemesis.Loss, nemesis.OneWay} {
+			if why := shapeProblem(k); sc.Uses(k) && why != "" {
+				errs = append(errs, fmt.Errorf("scenario %s uses %s, which %s", sc.Name, k, why))
+			}
+		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("chaos: %w", errors.Join(errs...))
@@ -343,6 +353,12 @@ func apply(d Driver, k nemesis.Kind, i int) (heal func(context.Context) error, e
 			return func(context.Context) error { return nil }, errors.New("this driver cannot isolate nodes")
 		}
 		return func(context.Context) error { return p.Rejoin(i) }, p.Isolate(i)
+	case nemesis.Delay, nemesis.Loss, nemesis.OneWay:
+		sh, ok := d.(Shaper)
+		if !ok {
+			return func(context.Context) error { return nil }, fmt.Errorf("this driver cannot inject %s", k)
+		}
+		return func(context.Context) error { return sh.Unshape(i) }, sh.Shape(i, k)
 	}
 	return func(context.Context) error { return nil }, fmt.Errorf("unknown fault kind %q", k)
 }

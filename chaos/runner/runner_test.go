@@ -96,7 +96,7 @@ func TestOptionsValidateReportsEveryProblem(t *testing.T) {
 		}
 	}
 	err = Options{Scenario: "partition", Nodes: 3, Duration: time.Minute, Driver: "process", Report: "r", Binary: "b"}.Validate()
-	if err == nil || !strings.Contains(err.Error(), "process driver cannot") {
+	if err == nil || !strings.Contains(err.Error(), "process driver cannot inject") {
 		t.Errorf("partition on the process driver: %v", err)
 	}
 	if err := (Options{Scenario: "partition", Nodes: 3, Duration: time.Minute, Driver: "docker", Report: "r"}).Validate(); err != nil {
