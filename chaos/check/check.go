@@ -134,7 +134,7 @@ func Linearizable(h *linear.History, timeout time.Duration, dir string) []Violat
 			continue
 		}
 		v := Violation{Check: LinearName, What: fmt.Sprintf("stream %s: its %d operations are not linearizable", stream, len(ops)),
-			Context: unlinearized(ops, info)}
+			Context: append(staleReads(ops), unlinearized(ops, info)...)}
 		if dir != "" {
 			name := "linear-" + strings.NewReplacer("/", "_", " ", "_").Replace(stream) + ".html"
 			if err := porcupine.VisualizePath(linear.Model, info, filepath.Join(dir, name)); err == nil {
@@ -143,6 +143,49 @@ func Linearizable(h *linear.History, timeout time.Duration, dir string) []Violat
 			}
 		}
 		out = append(out, v)
+	}
+	return out
+}
+
+// staleReads names the reads that missed an append acknowledged before
+// they were called: the plainest kind of violation, spelled out.
+func staleReads(ops []porcupine.Operation) []string {
+	type ack struct {
+		ret     int64
+		version uint64
+		op      porcupine.Operation
+	}
+	var acks []ack
+	for _, op := range ops {
+		if in, out := op.Input.(linear.Input), op.Output.(linear.Output); in.Kind == linear.Append && out.OK {
+			acks = append(acks, ack{op.Return, out.Version, op})
+		}
+	}
+	sort.Slice(acks, func(i, j int) bool { return acks[i].ret < acks[j].ret })
+	var out []string
+	for _, op := range ops {
+		in, res := op.Input.(linear.Input), op.Output.(linear.Output)
+		if in.Kind != linear.Read {
+			continue
+		}
+		// The newest acknowledged version before the read was called.
+		var newest *ack
+		for k := range acks {
+			if acks[k].ret > op.Call {
+				break
+			}
+			if newest == nil || acks[k].version > newest.version {
+				newest = &acks[k]
+			}
+		}
+		if newest != nil && uint64(len(res.Payloads)) < newest.version {
+			if len(out) == 5 {
+				out = append(out, "… more stale reads")
+				break
+			}
+			out = append(out, fmt.Sprintf("stale read: %s; it missed v%d, acknowledged before it was called: %s",
+				describe(op), newest.version, describe(newest.op)))
+		}
 	}
 	return out
 }

@@ -128,7 +128,7 @@ func TestLinearizableCatchesStaleRead(t *testing.T) {
 			all = all[:19]
 		}
 		c, r := next(), next()
-		h.Add(1, linear.Input{Stream: "s", Kind: linear.Read}, linear.Output{OK: true, Payloads: all}, c, r)
+		h.Add(1, linear.Input{Stream: "s", Kind: linear.Read, Node: "n2"}, linear.Output{OK: true, Payloads: all}, c, r)
 		return h
 	}
 	dir := t.TempDir()
@@ -140,7 +140,10 @@ func TestLinearizableCatchesStaleRead(t *testing.T) {
 		t.Fatalf("stale read: %v", v)
 	}
 	ctx := strings.Join(v[0].Context, "\n")
-	if !strings.Contains(ctx, "client 1: read(s) -> 19 events") {
+	if !strings.Contains(ctx, "stale read: client 1: read(s) on n2 -> 19 events") || !strings.Contains(ctx, "missed v20") {
+		t.Errorf("the context does not spell out the stale read:\n%s", ctx)
+	}
+	if !strings.Contains(ctx, "client 1: read(s) on n2 -> 19 events") {
 		t.Errorf("the context does not name the stale read:\n%s", ctx)
 	}
 	if v[0].File != "linear-s.html" {

@@ -35,6 +35,9 @@ type Input struct {
 	Kind     Kind
 	Expected uint64 // Append: expected version (stream length)
 	Payload  string // Append: unique payload
+	// Node, if set, names the node that answered (for descriptions only;
+	// the model ignores it).
+	Node string
 }
 
 // Output of an operation.
@@ -130,16 +133,20 @@ var Model = porcupine.Model{
 	},
 	DescribeOperation: func(input, output any) string {
 		in, out := input.(Input), output.(Output)
+		on := ""
+		if in.Node != "" {
+			on = " on " + in.Node
+		}
 		if in.Kind == Read {
-			return fmt.Sprintf("read(%s) -> %d events", in.Stream, len(out.Payloads))
+			return fmt.Sprintf("read(%s)%s -> %d events", in.Stream, on, len(out.Payloads))
 		}
 		switch {
 		case out.Unknown:
-			return fmt.Sprintf("append(%s, v%d, %s) -> ?", in.Stream, in.Expected, in.Payload)
+			return fmt.Sprintf("append(%s, v%d, %s)%s -> ?", in.Stream, in.Expected, in.Payload, on)
 		case out.OK:
-			return fmt.Sprintf("append(%s, v%d, %s) -> ok v%d", in.Stream, in.Expected, in.Payload, out.Version)
+			return fmt.Sprintf("append(%s, v%d, %s)%s -> ok v%d", in.Stream, in.Expected, in.Payload, on, out.Version)
 		}
-		return fmt.Sprintf("append(%s, v%d, %s) -> conflict v%d", in.Stream, in.Expected, in.Payload, out.Version)
+		return fmt.Sprintf("append(%s, v%d, %s)%s -> conflict v%d", in.Stream, in.Expected, in.Payload, on, out.Version)
 	},
 	DescribeState: func(state any) string { return fmt.Sprintf("%d events", count(state.(string))) },
 }

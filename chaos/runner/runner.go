@@ -200,7 +200,7 @@ func Run(ctx context.Context, o Options) (*report.Report, error) {
 	}
 
 	// Workloads.
-	logW := workload.NewLog(workload.LogConfig{Nodes: d.LogClients(), Prefix: fmt.Sprintf("chaos-%d-%d", o.Seed, rep.Started.UnixNano()),
+	logW := workload.NewLog(workload.LogConfig{Nodes: d.LogClients(), NodeNames: d.Nodes(), Prefix: fmt.Sprintf("chaos-%d-%d", o.Seed, rep.Started.UnixNano()),
 		Groups: o.LogGroups, ClientsPerGroup: o.LogClientsPerGroup, Seed: o.Seed, Logger: log})
 	logW.OnOp = rep.Note
 	var sessions *workload.Sessions

@@ -23,6 +23,8 @@ type LogConfig struct {
 	// Nodes are the nodes' API clients; each operation goes to one of them
 	// at random, so forwarding to the leader is exercised too.
 	Nodes []eventspb.LogClient
+	// NodeNames name Nodes in the history (optional).
+	NodeNames []string
 	// Prefix makes the stream names of a run unique.
 	Prefix string
 	// Groups of clients share a stream: Groups × ClientsPerGroup clients.
@@ -154,8 +156,17 @@ func (w *Log) stream(group, gen int) string {
 
 // read records a consistent read of the whole stream; a failed read has no
 // effect and is not recorded.
+// nodeName names node i for the history ("" without NodeNames).
+func (w *Log) nodeName(i int) string {
+	if i < len(w.cfg.NodeNames) {
+		return w.cfg.NodeNames[i]
+	}
+	return ""
+}
+
 func (w *Log) read(client int, stream string, rng *rand.Rand) (uint64, bool) {
-	node := w.cfg.Nodes[rng.IntN(len(w.cfg.Nodes))]
+	i := rng.IntN(len(w.cfg.Nodes))
+	node := w.cfg.Nodes[i]
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.OpTimeout)
 	defer cancel()
 	call := w.History.Now()
@@ -171,7 +182,7 @@ func (w *Log) read(client int, stream string, rng *rand.Rand) (uint64, bool) {
 	for i, e := range resp.GetEvents() {
 		payloads[i] = string(e.GetData())
 	}
-	w.History.Add(client, linear.Input{Stream: stream, Kind: linear.Read}, linear.Output{OK: true, Payloads: payloads}, call, ret)
+	w.History.Add(client, linear.Input{Stream: stream, Kind: linear.Read, Node: w.nodeName(i)}, linear.Output{OK: true, Payloads: payloads}, call, ret)
 	w.reads.Add(1)
 	w.note("read", time.Since(start))
 	return uint64(len(payloads)), true
@@ -198,6 +209,7 @@ func (w *Log) append(abort context.Context, client int, stream string, known uin
 		cancel()
 		if err == nil {
 			ret := w.History.Now()
+			in.Node = w.nodeName(node)
 			switch resp.GetCode() {
 			case eventspb.Code_CODE_OK:
 				w.History.Add(client, in, linear.Output{OK: true, Version: resp.GetVersion()}, call, ret)
