@@ -414,3 +414,54 @@ func TestNoQuorumUnavailableThenRetryOnce(t *testing.T) {
 		t.Fatalf("after retry: %d events, version %d; want exactly one", len(evs), res.Version)
 	}
 }
+
+// A leader cut off from the others cannot confirm a read: its read index
+// comes from a fence committed through the log, which needs a quorum. Reads
+// sent to it fail (and are retried elsewhere) rather than answer without an
+// append the new leader acknowledged. Concurrent reads all get an index.
+func TestDeposedLeaderServesNoConsistentRead(t *testing.T) {
+	c := startCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	old, err := c.Leader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.Node().Append(ctx, events.AppendArgs("s", events.Any(), ev("t", "1"))); err != nil {
+		t.Fatal(err)
+	}
+	// Many reads at once (they share fences).
+	var wg sync.WaitGroup
+	for i := 0; i < 40; i++ {
+		wg.Go(func() {
+			if _, err := old.Node().ReadIndex(ctx); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+
+	c.Net.Isolate(old.ID)
+	defer c.Net.Heal()
+	var leader *localcluster.Member
+	for leader == nil || leader.ID == old.ID {
+		if ctx.Err() != nil {
+			t.Fatal("no new leader")
+		}
+		for _, m := range c.Members() {
+			if m.ID != old.ID && m.Node().IsLeader() {
+				leader = m
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := leader.Node().Append(ctx, events.AppendArgs("s", events.Any(), ev("t", "2"))); err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithTimeout(ctx, time.Second)
+	defer rcancel()
+	evs, err := old.Node().ReadStream(rctx, "s", 1, 10, true)
+	if err == nil {
+		t.Fatalf("the cut-off old leader answered a consistent read with %d events", len(evs))
+	}
+}

@@ -17,6 +17,7 @@ type metrics struct {
 	retries        prometheus.Counter
 	batchCommands  prometheus.Histogram
 	batchBytes     prometheus.Histogram
+	readFences     prometheus.Histogram
 	collectorState prometheus.Collector
 }
 
@@ -50,12 +51,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Size of Raft entries written by group commit.",
 			Buckets: prometheus.ExponentialBuckets(256, 4, 9),
 		}),
+		readFences: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "switchboard", Subsystem: "log", Name: "read_fence_seconds",
+			Help:    "Time the leader took to confirm its leadership through the log for consistent reads (one fence serves every read waiting).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
 	}
 	return m
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.appends, m.appendLatency, m.forwarded, m.retries, m.batchCommands, m.batchBytes}
+	return []prometheus.Collector{m.appends, m.appendLatency, m.forwarded, m.retries, m.batchCommands, m.batchBytes, m.readFences}
 }
 
 // watch registers the metrics and gauges reading the node's Raft state.

@@ -85,6 +85,7 @@ type Node struct {
 	raft    *raft.Raft
 	batcher *batcher
 	fwd     *forwarder
+	fence   readFence
 	metrics *metrics
 
 	// barrierTerm is the term in which this node, as leader, completed a
@@ -203,6 +204,7 @@ func Open(cfg Config) (*Node, error) {
 			}
 		}
 	}
+	n.fence.n = n
 	n.batcher = newBatcher(n)
 	n.fwd = newForwarder(n)
 	n.wg.Add(2)
@@ -496,15 +498,13 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 	}
 }
 
+// leaderReadIndex confirms through the log that this node still leads and
+// returns the index of that confirmation (see readFence).
 func (n *Node) leaderReadIndex() (uint64, error) {
 	if err := n.ensureBarrier(); err != nil {
 		return 0, err
 	}
-	idx := n.raft.CommitIndex()
-	if err := awaitFuture(n.raft.VerifyLeader(), n.closed); err != nil {
-		return 0, err
-	}
-	return idx, nil
+	return n.fence.wait()
 }
 
 // Sync waits until this node's store reflects every write acknowledged
