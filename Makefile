@@ -86,10 +86,10 @@ CHAOS_REPORT ?= ./data/chaos
 chaos-smoke: build ## 3 node processes, kill + pause of random/leader/session nodes over log and session workloads; fails on any violation (report in CHAOS_REPORT)
 	$(BIN)/switchboard chaos run --scenario smoke --nodes 3 --duration $(CHAOS_DURATION) $(if $(SEED),--seed $(SEED),) --driver process --report $(CHAOS_REPORT)
 
-chaos: build ## every scenario on every driver usable here (process: kill pause restart smoke; docker, after make image: kill pause restart partition all, and network as root), CHAOS_DURATION each; reports in CHAOS_REPORT/DRIVER-SCENARIO
+chaos: build ## every scenario on every driver usable here (process: kill pause restart rolling smoke; docker, after make image: kill pause restart partition all, and network as root), CHAOS_DURATION each; reports in CHAOS_REPORT/DRIVER-SCENARIO
 	@fail=; run() { echo "== chaos $$1 $$2"; $(BIN)/switchboard chaos run --driver $$1 --scenario $$2 --nodes 3 --duration $(CHAOS_DURATION) \
 	    $(if $(SEED),--seed $(SEED),) --image switchboard:$(VERSION) --report $(CHAOS_REPORT)/$$1-$$2 || fail="$$fail $$1-$$2"; }; \
-	for sc in kill pause restart smoke; do run process $$sc; done; \
+	for sc in kill pause restart rolling smoke; do run process $$sc; done; \
 	if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory image && for sc in kill pause restart partition all $$([ "$$(id -u)" = 0 ] && echo network); do run docker $$sc; done; \
 	else echo "== docker not usable: docker driver skipped"; fi; \
 	if [ -n "$$fail" ]; then echo "chaos: failed:$$fail"; exit 1; fi; echo "chaos: every run passed"

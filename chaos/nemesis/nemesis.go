@@ -61,6 +61,7 @@ const (
 	Random  Target = "random"  // any running node (chosen by the fault's Pick)
 	Leader  Target = "leader"  // the Raft leader
 	Session Target = "session" // the node a session client is connected to
+	Next    Target = "next"    // n1, n2, n3, n1, …: with restart, a rolling restart
 )
 
 // Choice is one kind of fault a scenario may draw, with its relative weight.
@@ -123,6 +124,10 @@ var builtins = map[string]Scenario{
 	// rolling upgrade does them.
 	"restart": {Name: "restart", Faults: []Choice{{Restart, Random, 1}, {Restart, Leader, 1}, {Restart, Session, 1}},
 		MinGap: sec(2), MaxGap: sec(4), MinDown: sec(1), MaxDown: sec(3), Settle: sec(3)},
+	// rolling: restart every node in turn, each after the cluster is
+	// ready again, as a rolling upgrade does.
+	"rolling": {Name: "rolling", Faults: []Choice{{Restart, Next, 1}},
+		MinGap: sec(1), MaxGap: sec(2), MinDown: sec(0.5), MaxDown: sec(1.5), Settle: sec(3)},
 	// partition: isolate random nodes, the leader and session nodes
 	// (drivers that can partition).
 	"partition": {Name: "partition", Faults: []Choice{{Isolate, Random, 1}, {Isolate, Leader, 1}, {Isolate, Session, 1}},
@@ -185,8 +190,8 @@ func (sc Scenario) Validate() error {
 		if !slices.Contains(kinds, c.Kind) {
 			errs = append(errs, fmt.Errorf("faults[%d].kind %q: want one of %v", i, c.Kind, kinds))
 		}
-		if c.Target != Random && c.Target != Leader && c.Target != Session {
-			errs = append(errs, fmt.Errorf("faults[%d].target %q: want random, leader or session", i, c.Target))
+		if c.Target != Random && c.Target != Leader && c.Target != Session && c.Target != Next {
+			errs = append(errs, fmt.Errorf("faults[%d].target %q: want random, leader, session or next", i, c.Target))
 		}
 		if c.Weight <= 0 {
 			errs = append(errs, fmt.Errorf("faults[%d].weight %v: must be positive", i, c.Weight))

@@ -97,8 +97,8 @@ Node data and logs: <code>{{.R.Dir}}</code>.</p>
 {{if .R.Resumes}}{{$q := resumes .R}}<p>Session clients resumed {{len .R.Resumes}} times on another connection: p50 {{index $q 0}}, p99 {{index $q 1}}, max {{index $q 2}} from noticing the failure to the welcome of the resume.</p>{{end}}
 
 <h2>Faults</h2>
-<table><tr><th>#</th><th>fault</th><th>node</th><th>planned at</th><th>started</th><th>healed</th><th>note</th></tr>
-{{range $i, $f := .R.Faults}}<tr><td>{{$i}}</td><td>{{$f.Kind}} {{$f.Target}}</td><td>{{$f.Node}}</td><td>{{sec $f.At}}</td><td>{{sec $f.Started}}</td><td>{{sec $f.Healed}}</td><td>{{$f.Note}}</td></tr>
+<table><tr><th>#</th><th>fault</th><th>node</th><th>planned at</th><th>started</th><th>healed</th><th>all ready</th><th>note</th></tr>
+{{range $i, $f := .R.Faults}}<tr><td>{{$i}}</td><td>{{$f.Kind}} {{$f.Target}}</td><td>{{$f.Node}}</td><td>{{sec $f.At}}</td><td>{{sec $f.Started}}</td><td>{{sec $f.Healed}}</td><td>{{if $f.Ready}}{{sec $f.Ready}}{{else}}—{{end}}</td><td>{{$f.Note}}</td></tr>
 {{end}}</table>
 
 <h2>Workload</h2>

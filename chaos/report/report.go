@@ -55,6 +55,7 @@ type FaultRecord struct {
 	Node    string        `json:"node"`    // the node it hit ("" if it hit none)
 	Started time.Duration `json:"started"` // offsets from the start of the run
 	Healed  time.Duration `json:"healed"`
+	Ready   time.Duration `json:"ready"` // when every node was ready again (0: not within 30 s)
 	Note    string        `json:"note,omitempty"`
 }
 

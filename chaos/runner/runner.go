@@ -307,12 +307,16 @@ func Run(ctx context.Context, o Options) (*report.Report, error) {
 // inject runs the plan against the driver and returns what happened.
 func inject(ctx context.Context, d Driver, plan []nemesis.Fault, rep *report.Report, sessions *workload.Sessions, log *slog.Logger) []report.FaultRecord {
 	var out []report.FaultRecord
+	next := 0 // the node the next fault with target "next" hits
 	for _, f := range plan {
 		if !sleepUntil(ctx, rep.Started.Add(f.At)) {
 			return out
 		}
 		rec := report.FaultRecord{Fault: f, Started: rep.Since(time.Now())}
-		i, why := resolve(ctx, d, f, sessions)
+		i, why := resolve(ctx, d, f, sessions, next)
+		if f.Target == nemesis.Next && i >= 0 {
+			next = (i + 1) % len(d.Nodes())
+		}
 		if i < 0 {
 			rec.Note = "no target: " + why
 			rec.Healed = rec.Started
@@ -332,6 +336,14 @@ func inject(ctx context.Context, d Driver, plan []nemesis.Fault, rep *report.Rep
 		if err != nil {
 			rec.Note = strings.TrimSpace(rec.Note + " heal: " + err.Error())
 			log.Error("heal failed", "node", rec.Node, "err", err)
+		}
+		// A healed node counts as back once every node is ready again
+		// (as a rolling restart waits for it); the next fault waits too.
+		if err := d.WaitReady(ctx, 30*time.Second); err != nil {
+			rec.Note = strings.TrimSpace(rec.Note + " not ready 30 s after healing: " + err.Error())
+			log.Warn("not ready after healing", "node", rec.Node, "err", err)
+		} else {
+			rec.Ready = rep.Since(time.Now())
 		}
 		out = append(out, rec)
 	}
@@ -367,7 +379,7 @@ func apply(d Driver, k nemesis.Kind, i int) (heal func(context.Context) error, e
 // or any (by the fault's Pick). While a node is down (an earlier fault did
 // not heal) no fault is injected: faults take one node at a time, so that a
 // majority always remains.
-func resolve(ctx context.Context, d Driver, f nemesis.Fault, sessions *workload.Sessions) (int, string) {
+func resolve(ctx context.Context, d Driver, f nemesis.Fault, sessions *workload.Sessions, next int) (int, string) {
 	var up []int
 	for i, n := range d.Nodes() {
 		if !d.Up(i) {
@@ -376,6 +388,8 @@ func resolve(ctx context.Context, d Driver, f nemesis.Fault, sessions *workload.
 		up = append(up, i)
 	}
 	switch f.Target {
+	case nemesis.Next:
+		return next % len(up), ""
 	case nemesis.Leader:
 		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
