@@ -346,7 +346,9 @@ func (n *Node) ID() string { return n.cfg.NodeID }
 
 // Claim starts a new activation epoch on stream and returns it together with
 // the stream's current version. The caller must carry the epoch in every
-// append; appends with an older epoch are then fenced.
+// append; appends with an older epoch are then fenced. It returns once the
+// claim is applied on this node, so a (non-consistent) read of the stream
+// here sees every event up to the returned version.
 func (n *Node) Claim(ctx context.Context, stream string) (epoch, version uint64, err error) {
 	c := fsm.Claim{Stream: stream, ID: newID()}
 	res, err := n.propose(ctx, fsm.Command{Claim: &c})
@@ -356,7 +358,33 @@ func (n *Node) Claim(ctx context.Context, stream string) (epoch, version uint64,
 	if err := res.Err(stream, fsm.Expected{}, 0); err != nil {
 		return 0, 0, err
 	}
+	// A claim forwarded to the leader may not be applied here yet; once it
+	// is, so is every event of the stream before it (entries apply in order).
+	if err := n.waitEpoch(ctx, stream, res.Epoch); err != nil {
+		return 0, 0, err
+	}
 	return res.Epoch, res.Version, nil
+}
+
+// waitEpoch waits until this node's store has the stream at epoch or later.
+func (n *Node) waitEpoch(ctx context.Context, stream string, epoch uint64) error {
+	for {
+		notify := n.fsm.Notify()
+		var info StreamInfo
+		if err := n.read(func() (err error) { info, err = n.fsm.Stream(stream); return err }); err != nil {
+			return err
+		}
+		if info.Epoch >= epoch {
+			return nil
+		}
+		select {
+		case <-notify:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: waiting to apply the claim of %s: %w", ErrUnavailable, stream, ctx.Err())
+		case <-n.closed:
+			return fmt.Errorf("%w: %w", ErrUnavailable, errClosed)
+		}
+	}
 }
 
 // Append appends a.Events to a.Stream atomically if a.Expected holds and

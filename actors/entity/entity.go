@@ -140,8 +140,9 @@ func (s Spec[S]) Validate() error {
 // and the stream's version; Append returns a typed error (events.FencedError,
 // events.ConflictError, events.ErrTooLarge, events.ErrInvalid) or
 // events.ErrUnavailable when the outcome is unknown (retrying with the same
-// append id is then safe); ReadStream with consistent=true first catches up
-// with the log.
+// append id is then safe); Claim returns once the claim is applied locally,
+// so ReadStream afterwards sees the stream up to the claimed version;
+// ReadStream with consistent=true first catches up with the log.
 type Log interface {
 	Claim(ctx context.Context, stream string) (epoch, version uint64, err error)
 	Append(ctx context.Context, a events.Append) (events.Result, error)
@@ -312,9 +313,9 @@ func (s *shell[S]) replay() error {
 	s.epoch, s.state = epoch, s.spec.Initial(s.id)
 	var have uint64
 	for have < version {
-		// The first page is a consistent read: it waits until this node has
-		// applied the log at least up to the claim.
-		evs, err := s.o.Log.ReadStream(ctx, s.stream, have+1, s.o.ReadPage, have == 0)
+		// Claim returned once this node applied the claim, so the local
+		// store has every event up to version: no read fence needed.
+		evs, err := s.o.Log.ReadStream(ctx, s.stream, have+1, s.o.ReadPage, false)
 		if err != nil {
 			return fmt.Errorf("read %s from version %d: %w", s.stream, have+1, err)
 		}
