@@ -75,6 +75,7 @@ type SessionConfig struct {
 	MaxConnections int           `conf:"max_connections" help:"client connections this node accepts"`
 	Heartbeat      time.Duration `conf:"heartbeat" help:"heartbeat interval announced to clients; silent connections are closed after 3x"`
 	SweepInterval  time.Duration `conf:"sweep_interval" help:"how often the Raft leader ends sessions past their expiry or idle timeout (whether or not anyone is connected)"`
+	IsolationGrace time.Duration `conf:"isolation_grace" help:"after this long cut off from the cluster (no Raft leader), the node sends its session clients to other nodes (close 1013) and refuses new ones"`
 }
 
 // GossipConfig holds the membership keys.
@@ -167,7 +168,7 @@ func DefaultServeConfig() ServeConfig {
 		AdminBind:   "127.0.0.1:7406",
 		Admin:       defaultAdminConfig(),
 		Session: SessionConfig{
-			MaxConnections: sc.MaxConnections, Heartbeat: sc.Heartbeat, SweepInterval: 30 * time.Second,
+			MaxConnections: sc.MaxConnections, Heartbeat: sc.Heartbeat, SweepInterval: 30 * time.Second, IsolationGrace: sc.IsolationGrace,
 		},
 	}
 }

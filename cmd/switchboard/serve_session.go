@@ -51,6 +51,7 @@ func (s SessionConfig) problems() []string {
 	cfg := sessionedge.DefaultConfig()
 	cfg.NodeID, cfg.HostTokens = "x", &sessionedge.HostTokens{}
 	cfg.AllowedOrigins, cfg.MaxConnections, cfg.Heartbeat = s.AllowedOrigins, s.MaxConnections, s.Heartbeat
+	cfg.IsolationGrace = s.IsolationGrace
 	if err := cfg.Validate(); err != nil {
 		var j interface{ Unwrap() []error }
 		if errors.As(err, &j) {
@@ -72,6 +73,7 @@ func (a edgeNode) ReadStream(ctx context.Context, stream string, from uint64, ma
 	return a.n.Log.ReadStream(ctx, stream, from, max, consistent)
 }
 func (a edgeNode) Watch() (<-chan struct{}, func()) { return a.n.Members.Watch() }
+func (a edgeNode) Healthy() error                   { return a.n.Ready() }
 func (a edgeNode) Topology() string {
 	var b strings.Builder
 	for _, m := range a.n.Members.Routable() {
@@ -134,6 +136,7 @@ func startSessionEdge(cfg ServeConfig, node *cluster.Node, l net.Listener, nodeC
 	ec := sessionedge.DefaultConfig()
 	ec.NodeID, ec.HostTokens, ec.Accounts, ec.Logger, ec.Registerer = cfg.NodeID, tokens, accounts, logger, reg
 	ec.AllowedOrigins, ec.MaxConnections, ec.Heartbeat = cfg.Session.AllowedOrigins, cfg.Session.MaxConnections, cfg.Session.Heartbeat
+	ec.IsolationGrace = cfg.Session.IsolationGrace
 	edge, err := sessionedge.New(ec, edgeNode{node})
 	if err != nil {
 		return nil, nil, err

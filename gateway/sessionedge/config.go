@@ -42,6 +42,9 @@ type Config struct {
 	CallTimeout time.Duration
 	// ControlRate and ControlBurst limit control messages per connection.
 	ControlRate, ControlBurst float64
+	// IsolationGrace is how long the node may be cut off from the cluster
+	// (Node.Healthy failing) before its clients are sent to other nodes.
+	IsolationGrace time.Duration
 	// SendQueue is the number of frames a connection buffers toward a client
 	// before it stops reading pushes (durable messages are then re-read from
 	// the log; stream frames are dropped and a gap is reported).
@@ -61,6 +64,7 @@ func DefaultConfig() Config {
 		ControlRate:      50,
 		ControlBurst:     100,
 		SendQueue:        1024,
+		IsolationGrace:   3 * time.Second,
 	}
 }
 
@@ -80,6 +84,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxConnections < 1 {
 		errs = append(errs, fmt.Errorf("session.max_connections: %d must be at least 1", c.MaxConnections))
+	}
+	if c.IsolationGrace < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("session.isolation_grace: %v must be at least 100ms", c.IsolationGrace))
 	}
 	if c.Heartbeat < time.Second {
 		errs = append(errs, fmt.Errorf("session.heartbeat: %v must be at least 1s", c.Heartbeat))

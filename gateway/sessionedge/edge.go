@@ -62,6 +62,9 @@ type Node interface {
 	// Topology identifies the current grain topology (the routable members
 	// and their actor systems): it changes exactly when grains may move.
 	Topology() string
+	// Healthy is nil while the node takes part in a working cluster (it
+	// knows a Raft leader and is caught up: cluster.Node.Ready).
+	Healthy() error
 }
 
 // Edge serves the session protocol on one node.
@@ -75,11 +78,12 @@ type Edge struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu      sync.Mutex
-	conns   map[string]*conn
-	sys     *pcluster.Cluster // the cluster connection actors are spawned on
-	closing bool
-	count   atomic.Int64
+	mu       sync.Mutex
+	conns    map[string]*conn
+	sys      *pcluster.Cluster // the cluster connection actors are spawned on
+	closing  bool
+	isolated error // why the node is cut off from the cluster (nil: it is not)
+	count    atomic.Int64
 
 	flushConns sync.Map // remote address -> *flushConn (see Listener)
 }
@@ -102,9 +106,10 @@ func New(cfg Config, node Node) (*Edge, error) {
 	e := &Edge{cfg: cfg, node: node, log: cfg.Logger.With("component", "session-edge"), m: m, conns: map[string]*conn{}}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.sys = node.Cluster()
-	e.wg.Add(2)
+	e.wg.Add(3)
 	go func() { defer e.wg.Done(); e.watch() }()
 	go func() { defer e.wg.Done(); e.sweep() }()
+	go func() { defer e.wg.Done(); e.watchIsolation() }()
 	return e, nil
 }
 
@@ -150,10 +155,15 @@ func (e *Edge) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e.mu.Lock()
-	closing := e.closing
+	closing, isolated := e.closing, e.isolated
 	e.mu.Unlock()
 	if closing {
 		http.Error(w, "node shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	if isolated != nil {
+		e.m.refused.WithLabelValues("node_isolated").Inc()
+		http.Error(w, "node_isolated: this node is cut off from the cluster; connect to another node", http.StatusServiceUnavailable)
 		return
 	}
 	if e.count.Add(1) > int64(e.cfg.MaxConnections) {
@@ -287,6 +297,58 @@ func (e *Edge) reattachAll(all []*conn) {
 		}()
 	}
 	wg.Wait()
+}
+
+// watchIsolation closes every client connection with close code 1013 once
+// the node has been cut off from the cluster (no Raft leader, not caught
+// up) for Config.IsolationGrace, and refuses new ones until it is back:
+// clients then resume on a node that can serve them instead of waiting on
+// one that cannot (a partition, a lost quorum). Shorter troubles — an
+// election after a leader died — do not disconnect anyone.
+func (e *Edge) watchIsolation() {
+	t := time.NewTicker(e.cfg.IsolationGrace / 8)
+	defer t.Stop()
+	var since time.Time
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := e.node.Healthy()
+		if err == nil {
+			since = time.Time{}
+			e.mu.Lock()
+			was := e.isolated
+			e.isolated = nil
+			e.mu.Unlock()
+			if was != nil {
+				e.log.Info("node back in the cluster: accepting session clients again")
+			}
+			continue
+		}
+		if since.IsZero() {
+			since = time.Now()
+		}
+		if time.Since(since) < e.cfg.IsolationGrace {
+			continue
+		}
+		e.mu.Lock()
+		first := e.isolated == nil
+		e.isolated = err
+		all := make([]*conn, 0, len(e.conns))
+		for _, c := range e.conns {
+			all = append(all, c)
+		}
+		e.mu.Unlock()
+		if first {
+			e.log.Warn("node cut off from the cluster: sending session clients to other nodes", "err", err, "connections", len(all))
+		}
+		for _, c := range all {
+			e.m.isolationCloses.Inc()
+			c.closeWith(websocket.StatusTryAgainLater, "node cut off from the cluster; resume on another node")
+		}
+	}
 }
 
 // topologySettle is how long the edge waits after a membership change before

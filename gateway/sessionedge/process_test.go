@@ -451,3 +451,23 @@ func TestProcessSessionOneNode(t *testing.T) {
 	bad.sendControl(sessionwire.Control{Type: sessionwire.TypeJoin, V: 1, Session: hw.Session, Secret: hw.JoinSecret, Name: "Late"})
 	bad.expectError("session_ended", true)
 }
+
+// A node cut off from the cluster (here: it lost its quorum) sends its
+// clients to other nodes: after session.isolation_grace their connections
+// close with 1013 and new ones are refused with 503 node_isolated, instead
+// of waiting on a node that cannot serve them.
+func TestProcessIsolatedNodeSendsClientsAway(t *testing.T) {
+	tc := startCluster(t, 3, "--session-isolation-grace", "1s")
+	host := tc.mustDial(t, 0)
+	open(t, host, nil)
+	for i := 1; i < 3; i++ {
+		if err := tc.Kill(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	host.expectClosed(websocket.StatusTryAgainLater)
+	_, resp, err := tc.dial(t, 0, nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("a new connection to the isolated node: %v %v", resp, err)
+	}
+}
