@@ -48,18 +48,7 @@ func (a AdminConfig) gatewayConfig() admin.Config {
 
 // problems lists every bad admin.* key.
 func (a AdminConfig) problems() []string {
-	var errs []string
-	if (a.TLSCertFile == "") != (a.TLSKeyFile == "") {
-		errs = append(errs, "admin.tls_cert_file, admin.tls_key_file: set both or neither")
-	}
-	if a.TLSCertFile != "" && a.TLSKeyFile != "" {
-		if _, err := tls.LoadX509KeyPair(a.TLSCertFile, a.TLSKeyFile); err != nil {
-			errs = append(errs, fmt.Sprintf("admin.tls_cert_file %s / admin.tls_key_file %s: %v", a.TLSCertFile, a.TLSKeyFile, err))
-		}
-	}
-	if a.Plaintext && a.TLSCertFile != "" {
-		errs = append(errs, "admin.plaintext: true contradicts admin.tls_cert_file (remove one)")
-	}
+	errs := listenerTLSProblems("admin", a.TLSCertFile, a.TLSKeyFile, a.Plaintext)
 	if len(a.TrustedNetworks) == 0 {
 		errs = append(errs, "admin.trusted_networks: empty: nobody could connect (e.g. 127.0.0.0/8,::1/128)")
 	}

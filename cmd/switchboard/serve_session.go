@@ -26,20 +26,27 @@ import (
 	"github.com/switchboard-io/switchboard/projections"
 )
 
-// problems lists every bad session.* key.
-func (s SessionConfig) problems() []string {
+// listenerTLSProblems checks the <section>.tls_cert_file, tls_key_file and
+// plaintext keys of a client-facing listener.
+func listenerTLSProblems(section, certFile, keyFile string, plaintext bool) []string {
 	var errs []string
-	if (s.TLSCertFile == "") != (s.TLSKeyFile == "") {
-		errs = append(errs, "session.tls_cert_file, session.tls_key_file: set both or neither")
+	if (certFile == "") != (keyFile == "") {
+		errs = append(errs, fmt.Sprintf("%[1]s.tls_cert_file, %[1]s.tls_key_file: set both or neither", section))
 	}
-	if s.TLSCertFile != "" && s.TLSKeyFile != "" {
-		if _, err := tls.LoadX509KeyPair(s.TLSCertFile, s.TLSKeyFile); err != nil {
-			errs = append(errs, fmt.Sprintf("session.tls_cert_file %s / session.tls_key_file %s: %v", s.TLSCertFile, s.TLSKeyFile, err))
+	if certFile != "" && keyFile != "" {
+		if _, err := tls.LoadX509KeyPair(certFile, keyFile); err != nil {
+			errs = append(errs, fmt.Sprintf("%[1]s.tls_cert_file %[2]s / %[1]s.tls_key_file %[3]s: %[4]v", section, certFile, keyFile, err))
 		}
 	}
-	if s.Plaintext && s.TLSCertFile != "" {
-		errs = append(errs, "session.plaintext: true contradicts session.tls_cert_file (remove one)")
+	if plaintext && certFile != "" {
+		errs = append(errs, fmt.Sprintf("%[1]s.plaintext: true contradicts %[1]s.tls_cert_file (remove one)", section))
 	}
+	return errs
+}
+
+// problems lists every bad session.* key.
+func (s SessionConfig) problems() []string {
+	errs := listenerTLSProblems("session", s.TLSCertFile, s.TLSKeyFile, s.Plaintext)
 	if s.SweepInterval < time.Second/10 {
 		errs = append(errs, fmt.Sprintf("session.sweep_interval: %s is below 100ms (e.g. 30s)", s.SweepInterval))
 	}

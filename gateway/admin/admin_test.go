@@ -220,26 +220,9 @@ func TestRolesAndTenants(t *testing.T) {
 	ctx := ctxT(t)
 	acc := adminpb.NewAccountsClient(g.conn)
 	auth := adminpb.NewAuthClient(g.conn)
-	// newAdmin creates an administrator and logs it in with a changed password.
-	newAdmin := func(by context.Context, name, role, tenant string) context.Context {
-		t.Helper()
-		res, err := acc.CreateAccount(by, &adminpb.CreateAccountRequest{Name: name, Kind: "admin", Role: role, Tenant: tenant})
-		if err != nil {
-			t.Fatalf("create %s: %v", name, err)
-		}
-		l, err := auth.Login(ctx, &adminpb.LoginRequest{Name: name, Password: res.Credential})
-		if err != nil {
-			t.Fatal(err)
-		}
-		l, err = auth.ChangePassword(bearer(ctx, l.Token), &adminpb.ChangePasswordRequest{OldPassword: res.Credential, NewPassword: "Another-long-Passw0rd!"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return bearer(ctx, l.Token)
-	}
-	t1admin := newAdmin(super, "t1admin", "tenant_admin", "t1")
-	auditor := newAdmin(super, "auditor", "auditor", "")
-	t1auditor := newAdmin(t1admin, "t1auditor", "auditor", "t1")
+	t1admin := g.asRole(super, "t1admin", "tenant_admin", "t1")
+	auditor := g.asRole(super, "auditor", "auditor", "")
+	t1auditor := g.asRole(t1admin, "t1auditor", "auditor", "t1")
 	cl, err := acc.CreateAccount(super, &adminpb.CreateAccountRequest{Name: "robot", Kind: "client", Role: "auditor"})
 	if err != nil {
 		t.Fatal(err)

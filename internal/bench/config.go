@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -164,12 +163,7 @@ func parseLogFlags(args []string) (logConfig, error) {
 	if len(errs) > 0 {
 		return cfg, fmt.Errorf("bench-log: %w", errors.Join(errs...))
 	}
-	if cfg.binary == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return cfg, fmt.Errorf("bench-log: --binary not given and the running executable is unknown: %w", err)
-		}
-		cfg.binary = exe
-	}
-	return cfg, nil
+	var err error
+	cfg.binary, err = defaultBinary("bench-log", cfg.binary)
+	return cfg, err
 }

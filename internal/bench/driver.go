@@ -49,6 +49,19 @@ func startDriver(ctx context.Context, parseErr error, stderr io.Writer) (_ conte
 	return ctx, stop, slog.New(slog.NewTextHandler(stderr, nil)), nil
 }
 
+// defaultBinary returns binary, or the running executable when it is empty
+// (the drivers start nodes of the binary they run in by default).
+func defaultBinary(what, binary string) (string, error) {
+	if binary != "" {
+		return binary, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("%s: --binary not given and the running executable is unknown: %w", what, err)
+	}
+	return exe, nil
+}
+
 // checkBinary refuses a --binary that is not an executable file.
 func checkBinary(what, path string) error {
 	st, err := os.Stat(path)

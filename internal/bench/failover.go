@@ -94,14 +94,9 @@ func parseFailoverFlags(args []string) (failoverConfig, error) {
 	if len(errs) > 0 {
 		return cfg, fmt.Errorf("bench failover: %w", errors.Join(errs...))
 	}
-	if cfg.binary == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return cfg, fmt.Errorf("bench failover: --binary not given and the running executable is unknown: %w", err)
-		}
-		cfg.binary = exe
-	}
-	return cfg, nil
+	var err error
+	cfg.binary, err = defaultBinary("bench failover", cfg.binary)
+	return cfg, err
 }
 
 // RunFailover runs the session failover benchmark (`make bench-failover`):

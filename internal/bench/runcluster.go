@@ -161,10 +161,8 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 		return err
 	}
 	defer stopSignals()
-	if cfg.binary == "" {
-		if cfg.binary, err = os.Executable(); err != nil {
-			return fmt.Errorf("bench cluster: --binary: %w", err)
-		}
+	if cfg.binary, err = defaultBinary("bench cluster", cfg.binary); err != nil {
+		return err
 	}
 	if err := checkBinary("bench cluster", cfg.binary); err != nil {
 		return err

@@ -84,10 +84,8 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 		return err
 	}
 	defer stopSignals()
-	if cfg.binary == "" {
-		if cfg.binary, err = os.Executable(); err != nil {
-			return fmt.Errorf("bench gateway: --binary: %w", err)
-		}
+	if cfg.binary, err = defaultBinary("bench gateway", cfg.binary); err != nil {
+		return err
 	}
 	if err := checkBinary("bench gateway", cfg.binary); err != nil {
 		return err

@@ -154,14 +154,9 @@ func parseSessionFlags(args []string) (sessionBenchConfig, error) {
 	if len(errs) > 0 {
 		return cfg, fmt.Errorf("bench session: %w", errors.Join(errs...))
 	}
-	if cfg.binary == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return cfg, fmt.Errorf("bench session: --binary not given and the running executable is unknown: %w", err)
-		}
-		cfg.binary = exe
-	}
-	return cfg, nil
+	var err error
+	cfg.binary, err = defaultBinary("bench session", cfg.binary)
+	return cfg, err
 }
 
 // RunSession runs the relayed-session benchmark (`make bench-session`):
