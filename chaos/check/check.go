@@ -300,3 +300,86 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(keys)
 	return keys
 }
+
+// ProjectionsName names the projection checker in reports.
+const ProjectionsName = "equal-projections"
+
+// Digest is a node's digest of one projection (its rows' SHA-256) at the
+// log position it covers.
+type Digest struct {
+	Name     string `json:"name"`
+	Position uint64 `json:"position"`
+	Rows     uint64 `json:"rows"`
+	SHA256   string `json:"sha256"`
+}
+
+// SamePositions reports whether every node reports every projection at the
+// same log position.
+func SamePositions(byNode map[string][]Digest) bool {
+	pos := map[string]uint64{}
+	for _, ds := range byNode {
+		for _, d := range ds {
+			if p, ok := pos[d.Name]; ok && p != d.Position {
+				return false
+			}
+			pos[d.Name] = d.Position
+		}
+	}
+	return true
+}
+
+// Projections checks, after convergence, that every node holds every
+// projection and that nodes at the same log position hold the same rows:
+// each node folds the same log, so any difference is a bug in a fold.
+func Projections(byNode map[string][]Digest) []Violation {
+	var out []Violation
+	nodes := sortedKeys(byNode)
+	type at struct {
+		name string
+		pos  uint64
+	}
+	type seen struct {
+		node string
+		d    Digest
+	}
+	first := map[at]seen{}
+	names := map[string]bool{}
+	for _, n := range nodes {
+		for _, d := range byNode[n] {
+			names[d.Name] = true
+		}
+	}
+	for _, n := range nodes {
+		have := map[string]bool{}
+		for _, d := range byNode[n] {
+			have[d.Name] = true
+			k := at{d.Name, d.Position}
+			f, ok := first[k]
+			if !ok {
+				first[k] = seen{n, d}
+				continue
+			}
+			if f.d.Rows != d.Rows || f.d.SHA256 != d.SHA256 {
+				out = append(out, Violation{Check: ProjectionsName,
+					What: fmt.Sprintf("projection %s at position %d differs between %s and %s", d.Name, d.Position, f.node, n),
+					Context: []string{fmt.Sprintf("%s: %d rows, sha256 %s", f.node, f.d.Rows, f.d.SHA256),
+						fmt.Sprintf("%s: %d rows, sha256 %s", n, d.Rows, d.SHA256)}})
+			}
+		}
+		for _, name := range sortedKeys(names) {
+			if !have[name] {
+				out = append(out, Violation{Check: ProjectionsName, What: fmt.Sprintf("%s does not report projection %s", n, name)})
+			}
+		}
+	}
+	if !SamePositions(byNode) {
+		var ctx []string
+		for _, n := range nodes {
+			for _, d := range byNode[n] {
+				ctx = append(ctx, fmt.Sprintf("%s: %s at %d", n, d.Name, d.Position))
+			}
+		}
+		out = append(out, Violation{Check: ProjectionsName, What: "the nodes' projections did not reach the same log position after convergence", Context: ctx})
+	}
+	return out
+}

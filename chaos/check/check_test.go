@@ -153,3 +153,30 @@ func TestLinearizableCatchesStaleRead(t *testing.T) {
 		t.Errorf("no visualization: %v", err)
 	}
 }
+
+func TestProjectionsCatchesADivergentFold(t *testing.T) {
+	good := func() []Digest {
+		return []Digest{{Name: "sessions", Position: 90, Rows: 4, SHA256: "aa"}, {Name: "accounts", Position: 90, Rows: 1, SHA256: "bb"}}
+	}
+	byNode := map[string][]Digest{"n1": good(), "n2": good(), "n3": good()}
+	if v := Projections(byNode); len(v) != 0 {
+		t.Fatalf("equal projections reported: %v", v)
+	}
+	bad := good()
+	bad[0].SHA256 = "ab" // n3 folded an event differently
+	byNode["n3"] = bad
+	v := Projections(byNode)
+	if len(v) != 1 || v[0].Check != ProjectionsName || !strings.Contains(v[0].What, "projection sessions at position 90 differs between n1 and n3") {
+		t.Fatalf("divergent fold: %v", v)
+	}
+	byNode["n3"] = good()[:1]
+	byNode["n2"] = []Digest{{Name: "sessions", Position: 80, Rows: 3, SHA256: "cc"}, {Name: "accounts", Position: 80, Rows: 1, SHA256: "bb"}}
+	var got []string
+	for _, x := range Projections(byNode) {
+		got = append(got, x.What)
+	}
+	want := []string{"n3 does not report projection accounts", "the nodes' projections did not reach the same log position"}
+	if len(got) != 2 || !strings.Contains(got[0], want[0]) || !strings.Contains(got[1], want[1]) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}

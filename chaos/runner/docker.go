@@ -250,6 +250,8 @@ func startDocker(ctx context.Context, image string, n int, dir string, extra []s
 			"-e", "SWITCHBOARD_RAFT_ADVERTISE=" + nd.ip + ":7400", "-e", "SWITCHBOARD_API_ADVERTISE=" + nd.ip + ":7401",
 			"-e", "SWITCHBOARD_GOSSIP_ADVERTISE=" + nd.ip + ":7403", "-e", "SWITCHBOARD_ACTOR_ADVERTISE=" + nd.ip + ":7404",
 			"-e", "SWITCHBOARD_JOIN=" + strings.Join(join, ","), "-e", fmt.Sprintf("SWITCHBOARD_BOOTSTRAP_EXPECT=%d", n),
+			// The harness reaches the admin API from the host (the gateway).
+			"-e", "SWITCHBOARD_ADMIN_TRUSTED_NETWORKS=127.0.0.0/8," + prefix + ".1/32",
 			image, "serve"}
 		if _, err := docker(ctx, append(args, extra...)...); err != nil {
 			return nil, fmt.Errorf("docker driver: %w", err)
@@ -453,4 +455,29 @@ func (d *dockerDriver) Stop() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+var _ Admin = (*dockerDriver)(nil)
+
+func (d *dockerDriver) AdminEndpoints() []string {
+	out := make([]string, len(d.nodes))
+	for i, nd := range d.nodes {
+		out[i] = nd.ip + ":7406"
+	}
+	return out
+}
+
+// AdminCredential copies the first administrator's one-time credential out
+// of the data volume of the node that created it.
+func (d *dockerDriver) AdminCredential(ctx context.Context) (string, string, error) {
+	for _, nd := range d.nodes {
+		b, err := copyOut(ctx, nd.container, "/data/admin-credential")
+		if err != nil {
+			continue
+		}
+		if name, pass, ok := strings.Cut(strings.TrimSpace(string(b)), ":"); ok {
+			return name, pass, nil
+		}
+	}
+	return "", "", errors.New("docker driver: no node holds /data/admin-credential")
 }

@@ -51,3 +51,11 @@ type Shaper interface {
 	Shape(i int, k nemesis.Kind) error
 	Unshape(i int) error
 }
+
+// Admin is a driver whose nodes' admin APIs the harness can reach, for the
+// projection checker: their HTTPS addresses and the first administrator's
+// one-time credential (which the harness replaces with a password of its own).
+type Admin interface {
+	AdminEndpoints() []string
+	AdminCredential(ctx context.Context) (name, password string, err error)
+}

@@ -122,3 +122,23 @@ func (d *processDriver) Stop() error {
 	}
 	return d.c.Stop()
 }
+
+var _ Admin = (*processDriver)(nil)
+
+func (d *processDriver) AdminEndpoints() []string {
+	out := make([]string, len(d.c.Nodes))
+	for i, nd := range d.c.Nodes {
+		out[i] = nd.AdminAddr
+	}
+	return out
+}
+
+// AdminCredential reads the first administrator's one-time credential from
+// the data directory of the node that created it.
+func (d *processDriver) AdminCredential(context.Context) (string, string, error) {
+	var dirs []string
+	for _, nd := range d.c.Nodes {
+		dirs = append(dirs, nd.DataDir)
+	}
+	return readCredential(dirs)
+}

@@ -281,6 +281,18 @@ func Run(ctx context.Context, o Options) (*report.Report, error) {
 			fail("history: %v", err)
 		}
 	}
+	if a, ok := d.(Admin); ok {
+		digests, err := projectionDigests(ctx, a, d.Nodes(), 30*time.Second)
+		if err != nil {
+			fail("projection digests: %v", err)
+		} else {
+			n := 0
+			for _, ds := range digests {
+				n = len(ds)
+			}
+			rep.AddCheck(check.ProjectionsName, fmt.Sprintf("%d projections × %d nodes", n, len(digests)), check.Projections(digests))
+		}
+	}
 	work := map[string]any{"log": logW.Stats()}
 	if sessions != nil {
 		dirs := sessions.Directions()
