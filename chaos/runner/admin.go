@@ -106,45 +106,65 @@ func (a *adminClient) digests(ctx context.Context, endpoint string) ([]check.Dig
 }
 
 // projectionDigests logs in and collects every node's digests, asking again
-// (up to timeout) until all nodes report the same positions: once the
-// cluster is quiet they have all folded the same log.
-func projectionDigests(ctx context.Context, d Admin, names []string, timeout time.Duration) (map[string][]check.Digest, error) {
+// (up to timeout) until all nodes report the same positions (once the
+// cluster is quiet they have all folded the same log). Then the first node
+// rebuilds every projection from log position 1 and the digests are
+// collected again the same way: after, with the first node's entry renamed,
+// shows whether a fold from zero equals the other nodes' incremental folds.
+func projectionDigests(ctx context.Context, d Admin, names []string, timeout time.Duration) (before, after map[string][]check.Digest, err error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	name, password, err := d.AdminCredential(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ends := d.AdminEndpoints()
 	a := newAdminClient()
 	if err := a.login(ctx, ends[0], name, password); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	tick := time.NewTicker(500 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		out := map[string][]check.Digest{}
-		var errs []error
-		for i, e := range ends {
-			ds, err := a.digests(ctx, e)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", names[i], err))
-				continue
+	collect := func() (map[string][]check.Digest, error) {
+		tick := time.NewTicker(500 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			out := map[string][]check.Digest{}
+			var errs []error
+			for i, e := range ends {
+				ds, err := a.digests(ctx, e)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("%s: %w", names[i], err))
+					continue
+				}
+				out[names[i]] = ds
 			}
-			out[names[i]] = ds
-		}
-		if len(errs) == 0 && check.SamePositions(out) {
-			return out, nil
-		}
-		select {
-		case <-ctx.Done():
-			if len(errs) > 0 {
-				return nil, errors.Join(errs...)
+			if len(errs) == 0 && check.SamePositions(out) {
+				return out, nil
 			}
-			return out, nil // positions still differ: the checker says where
-		case <-tick.C:
+			select {
+			case <-ctx.Done():
+				if len(errs) > 0 {
+					return nil, errors.Join(errs...)
+				}
+				return out, nil // positions still differ: the checker says where
+			case <-tick.C:
+			}
 		}
 	}
+	if before, err = collect(); err != nil {
+		return nil, nil, err
+	}
+	for _, dg := range before[names[0]] {
+		var st map[string]any
+		if err := a.call(ctx, http.MethodPost, "https://"+ends[0]+"/v1/projections/"+dg.Name+":rebuild", map[string]any{"wait": true}, &st); err != nil {
+			return nil, nil, fmt.Errorf("%s: rebuild %s: %w", names[0], dg.Name, err)
+		}
+	}
+	if after, err = collect(); err != nil {
+		return nil, nil, err
+	}
+	after[names[0]+" rebuilt from position 1"] = after[names[0]]
+	delete(after, names[0])
+	return before, after, nil
 }
 
 // readCredential returns the first administrator's credential from the

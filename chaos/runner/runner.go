@@ -282,15 +282,16 @@ func Run(ctx context.Context, o Options) (*report.Report, error) {
 		}
 	}
 	if a, ok := d.(Admin); ok {
-		digests, err := projectionDigests(ctx, a, d.Nodes(), 30*time.Second)
+		before, after, err := projectionDigests(ctx, a, d.Nodes(), 30*time.Second)
 		if err != nil {
 			fail("projection digests: %v", err)
 		} else {
 			n := 0
-			for _, ds := range digests {
+			for _, ds := range before {
 				n = len(ds)
 			}
-			rep.AddCheck(check.ProjectionsName, fmt.Sprintf("%d projections × %d nodes", n, len(digests)), check.Projections(digests))
+			rep.AddCheck(check.ProjectionsName, fmt.Sprintf("%d projections × %d nodes, and again after a rebuild from position 1", n, len(d.Nodes())),
+				append(check.Projections(before), check.Projections(after)...))
 		}
 	}
 	work := map[string]any{"log": logW.Stats()}
