@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -111,18 +112,9 @@ func (a *adminClient) digests(ctx context.Context, endpoint string) ([]check.Dig
 // rebuilds every projection from log position 1 and the digests are
 // collected again the same way: after, with the first node's entry renamed,
 // shows whether a fold from zero equals the other nodes' incremental folds.
-func projectionDigests(ctx context.Context, d Admin, names []string, timeout time.Duration) (before, after map[string][]check.Digest, err error) {
+func projectionDigests(ctx context.Context, a *adminClient, ends, names []string, timeout time.Duration) (before, after map[string][]check.Digest, err error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	name, password, err := d.AdminCredential(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	ends := d.AdminEndpoints()
-	a := newAdminClient()
-	if err := a.login(ctx, ends[0], name, password); err != nil {
-		return nil, nil, err
-	}
 	collect := func() (map[string][]check.Digest, error) {
 		tick := time.NewTicker(500 * time.Millisecond)
 		defer tick.Stop()
@@ -165,6 +157,69 @@ func projectionDigests(ctx context.Context, d Admin, names []string, timeout tim
 	after[names[0]+" rebuilt from position 1"] = after[names[0]]
 	delete(after, names[0])
 	return before, after, nil
+}
+
+// adminLogin logs in to the first node as the first administrator, waiting
+// (until ctx ends) for the node that creates it to write its credential.
+func adminLogin(ctx context.Context, d Admin) (*adminClient, error) {
+	for {
+		name, password, err := d.AdminCredential(ctx)
+		if err == nil {
+			a := newAdminClient()
+			if err = a.login(ctx, d.AdminEndpoints()[0], name, password); err == nil {
+				return a, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (last: %w)", ctx.Err(), err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// AdminStats counts the admin queries made during a run (an operator
+// watching the console while faults happen).
+type AdminStats struct {
+	Queries, OK, Failed int
+	P50MS, P99MS        float64
+}
+
+// queryAdmin asks the nodes, in turn, for their live sessions and the newest
+// audit entries every interval until ctx ends.
+func queryAdmin(ctx context.Context, a *adminClient, ends []string, every time.Duration) AdminStats {
+	var st AdminStats
+	var lat []time.Duration
+	paths := []string{"/v1/sessions?limit=20", "/v1/audit?limit=20", "/v1/cluster"}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			slices.Sort(lat)
+			if n := len(lat); n > 0 {
+				st.P50MS = float64(lat[n/2].Microseconds()) / 1000
+				st.P99MS = float64(lat[min(n-1, n*99/100)].Microseconds()) / 1000
+			}
+			return st
+		case <-t.C:
+		}
+		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		start := time.Now()
+		var out map[string]any
+		err := a.call(qctx, http.MethodGet, "https://"+ends[i%len(ends)]+paths[i%len(paths)], nil, &out)
+		cancel()
+		if ctx.Err() != nil {
+			continue
+		}
+		st.Queries++
+		if err != nil {
+			st.Failed++
+			continue
+		}
+		st.OK++
+		lat = append(lat, time.Since(start))
+	}
 }
 
 // readCredential returns the first administrator's credential from the

@@ -214,9 +214,24 @@ func Run(ctx context.Context, o Options) (*report.Report, error) {
 		}
 		defer sessions.Close()
 	}
+	// Admin queries through the admin API, as an operator watching the
+	// console while faults happen (reported, not judged).
+	var admin *adminClient
+	var adminStats AdminStats
+	if ad, ok := d.(Admin); ok {
+		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		admin, err = adminLogin(actx, ad)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("chaos: admin login: %w", err)
+		}
+	}
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { logW.Run(loadCtx, ctx) })
+	if admin != nil {
+		wg.Go(func() { adminStats = queryAdmin(loadCtx, admin, d.(Admin).AdminEndpoints(), 100*time.Millisecond) })
+	}
 	if sessions != nil {
 		wg.Go(func() { sessions.Run(loadCtx) })
 	}
@@ -282,7 +297,7 @@ func Run(ctx context.Context, o Options) (*report.Report, error) {
 		}
 	}
 	if a, ok := d.(Admin); ok {
-		before, after, err := projectionDigests(ctx, a, d.Nodes(), 30*time.Second)
+		before, after, err := projectionDigests(ctx, admin, a.AdminEndpoints(), d.Nodes(), 30*time.Second)
 		if err != nil {
 			fail("projection digests: %v", err)
 		} else {
@@ -295,6 +310,10 @@ func Run(ctx context.Context, o Options) (*report.Report, error) {
 		}
 	}
 	work := map[string]any{"log": logW.Stats()}
+	if admin != nil {
+		work["admin"] = adminStats
+		log.Info("admin queries", "stats", fmt.Sprintf("%+v", adminStats))
+	}
 	if sessions != nil {
 		dirs := sessions.Directions()
 		st := sessions.Stats()
