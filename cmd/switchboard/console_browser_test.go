@@ -31,11 +31,11 @@ func chromiumPath() string {
 // TestConsoleInBrowser drives the console in headless chromium: log in with
 // the one-time credential, change it, see a session a client opened appear
 // live, end it, find it in the history and the audit log. With
-// SWITCHBOARD_SCREENSHOTS=DIR it saves the pages as PNG (docs/img).
+// SB_TEST_SCREENSHOTS=DIR it saves the pages as PNG (docs/img).
 func TestConsoleInBrowser(t *testing.T) {
 	browser := chromiumPath()
 	if browser == "" {
-		if os.Getenv("SWITCHBOARD_REQUIRE_BROWSER") != "" {
+		if os.Getenv("SB_TEST_REQUIRE_BROWSER") != "" {
 			t.Fatal("chromium is missing: .ci/run installs it (apt-get install chromium)")
 		}
 		t.Skip("no chromium on this machine (apt-get install chromium)")
@@ -73,7 +73,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	}
 
-	shots := os.Getenv("SWITCHBOARD_SCREENSHOTS")
+	shots := os.Getenv("SB_TEST_SCREENSHOTS")
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(browser), chromedp.Flag("headless", true),
 		chromedp.IgnoreCertErrors, chromedp.NoSandbox, chromedp.WindowSize(1280, 900))
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)

@@ -22,6 +22,12 @@ import (
 	"github.com/BurntSushi/toml"
 )
 
+// ClientEnv lists the SWITCHBOARD_* variables the command-line clients read
+// (switchboard admin, switchboard session). They are not configuration keys
+// of a node, but an operator's shell may have them set when it starts one,
+// so Load leaves them alone instead of refusing them as unknown keys.
+var ClientEnv = []string{"SWITCHBOARD_ADMIN_ADDR", "SWITCHBOARD_ADMIN_TOKEN", "SWITCHBOARD_ADMIN_SECRET", "SWITCHBOARD_SESSION_TOKEN"}
+
 // EnvPrefix prefixes every environment variable.
 const EnvPrefix = "SWITCHBOARD_"
 
@@ -108,6 +114,9 @@ func Load(cfg any, fs *flag.FlagSet, args []string, environ []string) ([]string,
 		errs = append(errs, loadFile(path, byKey)...)
 	}
 	known := map[string]bool{EnvPrefix + "CONFIG": true}
+	for _, k := range ClientEnv {
+		known[k] = true
+	}
 	for _, f := range fields {
 		known[f.Env] = true
 		if v, ok := env[f.Env]; ok {

@@ -83,3 +83,16 @@ func TestFieldsNamesFlagsAndEnv(t *testing.T) {
 		t.Fatalf("field %+v", last)
 	}
 }
+
+// The clients' variables (an operator's shell may hold a token) do not stop
+// a node from starting.
+func TestClientVariablesAreNotRefused(t *testing.T) {
+	c := cfg{}
+	env := []string{"SWITCHBOARD_PORT=2"}
+	for _, k := range ClientEnv {
+		env = append(env, k+"=x")
+	}
+	if err := load(t, &c, nil, env); err != nil || c.Port != 2 {
+		t.Fatalf("client variables refused: %v (%+v)", err, c)
+	}
+}
