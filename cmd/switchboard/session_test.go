@@ -206,7 +206,11 @@ func TestSessionCmdStreamFileSurvivesKills(t *testing.T) {
 	got := guest.stdout.Bytes()
 	t.Logf("%d kills during the transfer; %d bytes received", kills, len(got))
 	if !bytes.Equal(got, data) {
-		t.Fatalf("received %d bytes that differ from the %d sent", len(got), len(data))
+		i := 0
+		for i < len(got) && i < len(data) && got[i] == data[i] {
+			i++
+		}
+		t.Fatalf("received %d bytes that differ from the %d sent from offset %d on\nguest stderr:\n%s", len(got), len(data), i, guest.stderr.String())
 	}
 	if kills == 0 {
 		t.Error("nothing was killed during the transfer")

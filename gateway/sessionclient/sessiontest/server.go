@@ -792,9 +792,6 @@ func (c *sconn) handshake(typ websocket.MessageType, b []byte) bool {
 		if ss == nil {
 			return fail("unknown_session", "no session "+h.Session)
 		}
-		if ss.ended {
-			return fail("session_ended", "the session has ended")
-		}
 		p = ss.part(h.Participant)
 		if p == nil || p.left {
 			return fail("unknown_participant", "no participant "+h.Participant)
@@ -804,6 +801,12 @@ func (c *sconn) handshake(typ websocket.MessageType, b []byte) bool {
 		}
 		if h.LastSeq > p.delivered && h.LastSeq > p.joinSeq {
 			return fail("resume_from_future", fmt.Sprintf("last_seq %d, newest delivered %d", h.LastSeq, p.delivered))
+		}
+		// A session that ended while the client was away can still be
+		// resumed to read up to the end (docs/protocol.md); only a client
+		// that has processed the end is refused.
+		if ss.ended && h.LastSeq >= uint64(len(ss.log)) {
+			return fail("session_ended", "the session has ended")
 		}
 		replayFrom = max(h.LastSeq, p.joinSeq)
 		if old := p.conn; old != nil {
@@ -847,6 +850,12 @@ func (c *sconn) handshake(typ websocket.MessageType, b []byte) bool {
 			p.delivered = max(p.delivered, seq)
 		}
 		prev = seq
+	}
+	if ss.ended {
+		// Everything up to the end is sent: close as the end does.
+		c.push(outMsg{closeCode: websocket.StatusNormalClosure, closeReason: "session ended"})
+		c.p, p.conn = nil, nil
+		return true
 	}
 	c.push(ctl(sessionwire.Control{Type: sessionwire.TypeGap}))
 	return true
