@@ -134,6 +134,9 @@ type Server struct {
 	extra  *http.ServeMux
 	closed sync.Once
 
+	dummyOnce sync.Once
+	dummy     string // see dummyHash
+
 	adminpb.UnimplementedAuthServer
 	adminpb.UnimplementedClusterServer
 	adminpb.UnimplementedSessionsServer

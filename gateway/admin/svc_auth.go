@@ -16,9 +16,6 @@ import (
 	"github.com/switchboard-io/switchboard/projections"
 )
 
-// dummyHash is verified when the account does not exist, so that a wrong
-// name costs as much time as a wrong password.
-var dummyHash, _ = sbauth.HashPassword("switchboard-dummy-password", sbauth.TestParams)
 
 // Login implements adminpb.AuthServer.
 func (s *Server) Login(ctx context.Context, req *adminpb.LoginRequest) (*adminpb.LoginResponse, error) {
@@ -26,7 +23,7 @@ func (s *Server) Login(ctx context.Context, req *adminpb.LoginRequest) (*adminpb
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "accounts view: %v", err)
 	}
-	hash := dummyHash
+	hash := s.dummyHash() // a wrong name costs as much as a wrong password
 	usable := found && a.GetKind() == sbauth.KindAdmin && !a.GetDeleted() && !a.GetDisabled()
 	if usable {
 		hash = a.GetPasswordHash()
@@ -42,6 +39,16 @@ func (s *Server) Login(ctx context.Context, req *adminpb.LoginRequest) (*adminpb
 	}
 	s.log.InfoContext(ctx, "admin logged in", "name", a.GetName(), "client", clientAddr(ctx))
 	return s.issue(ctx, a)
+}
+
+// dummyHash is verified for a name without a usable account, with the
+// same parameters as real hashes, so that the time a login takes does not
+// tell whether an account exists.
+func (s *Server) dummyHash() string {
+	s.dummyOnce.Do(func() {
+		s.dummy, _ = sbauth.HashPassword("switchboard-dummy-password", s.cfg.PasswordParams)
+	})
+	return s.dummy
 }
 
 // issue returns a token for admin account a.
