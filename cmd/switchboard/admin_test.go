@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -286,5 +287,29 @@ func TestSupporterAccountOpensTenantSession(t *testing.T) {
 	}
 	if r := runAdmin(t, "", ta1.env, append(base, "sessions", "end", code, "--reason", "tenant admin")...); r.code != exitOK {
 		t.Fatalf("tenant t1's administrator ends it: %+v", r)
+	}
+}
+
+// admin.plaintext serves the console, the JSON API and gRPC (h2c) over
+// plain HTTP, and only then.
+func TestAdminPlaintextOnlyWhenAsked(t *testing.T) {
+	addr, _, pw, out := adminNode(t, "--admin-plaintext")
+	if !strings.Contains(out.String(), "console: http://"+addr+"/") {
+		t.Fatalf("startup output:\n%s", out.String())
+	}
+	env := []string{"HOME=" + t.TempDir()}
+	if r := runAdmin(t, pw+"\n", env, "--addr", addr, "--plaintext", "login", "admin"); r.code != exitOK {
+		t.Fatalf("gRPC over h2c: %+v", r)
+	}
+	resp, err := http.Get("http://" + addr + "/login")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("console over http: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	// Without the key the same port speaks TLS only.
+	tlsAddr, _, _, _ := adminNode(t)
+	if resp, err := http.Get("http://" + tlsAddr + "/login"); err == nil && resp.StatusCode == http.StatusOK {
+		resp.Body.Close()
+		t.Fatal("plain HTTP answered on a TLS admin port")
 	}
 }
