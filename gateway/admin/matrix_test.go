@@ -206,7 +206,9 @@ func TestAuthenticateHost(t *testing.T) {
 // configured parameters, not cheaper ones: its time does not reveal whether
 // the account exists.
 func TestUnknownNameCostsARealHash(t *testing.T) {
-	g := startGateway(t, func(c *Config) { c.PasswordParams = sbauth.Params{Memory: 8 * 1024, Time: 2, Threads: 1, SaltLen: 16, KeyLen: 32} })
+	g := startGateway(t, func(c *Config) {
+		c.PasswordParams = sbauth.Params{Memory: 8 * 1024, Time: 2, Threads: 1, SaltLen: 16, KeyLen: 32}
+	})
 	p, err := sbauth.CheckHash(g.s.dummyHash())
 	if err != nil || p != g.s.cfg.PasswordParams {
 		t.Fatalf("dummy hash parameters %+v (%v), configured %+v", p, err, g.s.cfg.PasswordParams)

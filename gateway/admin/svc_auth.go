@@ -16,7 +16,6 @@ import (
 	"github.com/switchboard-io/switchboard/projections"
 )
 
-
 // Login implements adminpb.AuthServer.
 func (s *Server) Login(ctx context.Context, req *adminpb.LoginRequest) (*adminpb.LoginResponse, error) {
 	a, found, err := s.b.Views().Account(req.GetName())
