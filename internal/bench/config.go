@@ -38,6 +38,7 @@ type logConfig struct {
 	nodes          int
 	readyTimeout   time.Duration
 	rounds         int
+	nodeArgs       []string
 }
 
 // maxEventSize keeps --event-size within what both systems accept by default
@@ -95,6 +96,10 @@ func newLogFlagSet(cfg *logConfig) *flag.FlagSet {
 	fs.IntVar(&cfg.nodes, "nodes", 3, "cluster size (both systems)")
 	fs.DurationVar(&cfg.readyTimeout, "ready-timeout", 60*time.Second, "how long to wait for a started cluster to become ready")
 	fs.IntVar(&cfg.rounds, "rounds", 1, "measured rounds per client count, alternating between the systems; the round with the median rate is reported")
+	fs.Func("node-args", "extra arguments for every log node, space-separated (e.g. \"--enable-pprof\")", func(v string) error {
+		cfg.nodeArgs = strings.Fields(v)
+		return nil
+	})
 	return fs
 }
 

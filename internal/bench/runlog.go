@@ -145,7 +145,7 @@ func streamsText(n int) string {
 // one round of load against it and the function that stops it.
 func startLogSystem(ctx context.Context, cfg logConfig, dir, runID string, log *slog.Logger) (loadFunc, func(), error) {
 	log.Info("starting log cluster", "nodes", cfg.nodes, "dir", dir)
-	lc, err := StartLogClusterWith(ctx, cfg.binary, cfg.nodes, dir, ClusterOptions{ReadyTimeout: cfg.readyTimeout, Logger: log})
+	lc, err := StartLogClusterWith(ctx, cfg.binary, cfg.nodes, dir, ClusterOptions{ReadyTimeout: cfg.readyTimeout, Logger: log, ExtraArgs: cfg.nodeArgs})
 	if err != nil {
 		return nil, nil, fmt.Errorf("bench-log: %w", err)
 	}
