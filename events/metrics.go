@@ -5,6 +5,8 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboard-io/switchboard/events/raftstore"
 )
 
 // metrics are the node's Prometheus metrics. Registered on cfg.Registerer when
@@ -19,6 +21,7 @@ type metrics struct {
 	batchBytes     prometheus.Histogram
 	readFences     prometheus.Histogram
 	collectorState prometheus.Collector
+	pebble         *raftstore.DBCollector // the raft and events databases
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -78,7 +81,10 @@ func (m *metrics) watch(n *Node) {
 		term:    prometheus.NewDesc("switchboard_raft_term", "Current Raft term.", nil, nil),
 		pos:     prometheus.NewDesc("switchboard_log_last_position", "Global position of the last event in the local store.", nil, nil),
 	}
-	for _, c := range append(m.collectors(), m.collectorState) {
+	m.pebble = raftstore.NewDBCollector()
+	m.pebble.Add("raft", n.db)
+	m.pebble.Add("events", n.evdb)
+	for _, c := range append(m.collectors(), m.collectorState, m.pebble) {
 		_ = m.reg.Register(c)
 	}
 }
@@ -92,6 +98,9 @@ func (m *metrics) unwatch() {
 	}
 	if m.collectorState != nil {
 		m.reg.Unregister(m.collectorState)
+	}
+	if m.pebble != nil {
+		m.reg.Unregister(m.pebble)
 	}
 }
 

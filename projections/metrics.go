@@ -1,6 +1,10 @@
 package projections
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboard-io/switchboard/events/raftstore"
+)
 
 type metrics struct {
 	reg          prometheus.Registerer
@@ -46,6 +50,11 @@ func newMetrics(reg prometheus.Registerer, e *Engine) *metrics {
 		lag:      prometheus.NewDesc("switchboard_projection_lag_events", "Events applied on this node but not yet folded into the projection.", []string{"projection"}, nil),
 	}
 	m.collectors = []prometheus.Collector{m.applied, m.skipped, m.errors, m.rebuilds, m.batchSeconds, lc}
+	if e.ownDB {
+		pc := raftstore.NewDBCollector()
+		pc.Add("views", e.db)
+		m.collectors = append(m.collectors, pc)
+	}
 	if reg != nil {
 		for _, c := range m.collectors {
 			reg.MustRegister(c)
