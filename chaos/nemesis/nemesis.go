@@ -1,14 +1,16 @@
 // Package nemesis plans the faults of a chaos run: a scenario names which
 // faults may happen (kill -9, pause, graceful restart, network isolation,
-// delay, loss or a one-way partition, of a random node,
-// the Raft leader or a session client's node) and how often, and Plan turns it and a seed into a
+// delay, loss, a one-way partition or a full disk, of a random node,
+// the Raft leader or a session client's node; partitions of the cluster into
+// halves or a majorities ring) and how often, and Plan turns it and a seed into a
 // schedule. The schedule is a pure function of (scenario, seed, duration), so
 // a failing run can be replayed with the same faults at the same offsets;
 // only the resolution of "leader" and "session" targets depends on the run.
 //
 // Faults never overlap: one node at most is down at a time, so a cluster of
 // three keeps its Raft majority and every fault tests recovery rather than
-// unavailability.
+// unavailability. The partitions between nodes (halves, ring) are one fault
+// over a set of nodes: a majority of the cluster can still elect a leader.
 package nemesis
 
 import (
@@ -49,10 +51,29 @@ const (
 	// OneWay drops every packet the node receives from the other nodes
 	// while its own still reach them: an asymmetric partition.
 	OneWay Kind = "oneway"
+	// Halves splits the cluster into two sides that cannot talk to each
+	// other ({n1,n2} | {n3,n4,n5}); clients still reach every node. With
+	// target leader, the fault's Pick puts the leader on the smaller or the
+	// larger side (SplitHalves). Drivers that can cut links between nodes
+	// (docker as root, netns).
+	Halves Kind = "halves"
+	// Ring is Jepsen's majorities ring: every node talks only to its
+	// nearest neighbours, enough to see a majority, so no two nodes see the
+	// same majority; with three nodes a bridge (n1 and n3 cannot talk, both
+	// talk to n2). Clients still reach every node. Drivers as Halves.
+	Ring Kind = "ring"
+	// DiskFull fills the file system of the node's data directory (a small
+	// tmpfs the driver mounts for every node) and frees it when the fault
+	// ends, restarting the node if it died meanwhile.
+	DiskFull Kind = "diskfull"
 )
 
 // kinds are the valid fault kinds.
-var kinds = []Kind{Kill, Pause, Restart, Isolate, Delay, Loss, OneWay}
+var kinds = []Kind{Kill, Pause, Restart, Isolate, Delay, Loss, OneWay, Halves, Ring, DiskFull}
+
+// Partitions reports whether k cuts links between nodes (rather than acting
+// on one node): the fault hits a set of nodes, drawn by PartitionFor.
+func (k Kind) Partitions() bool { return k == Halves || k == Ring }
 
 // Target says which node a fault hits; resolved when the fault starts.
 type Target string
@@ -132,9 +153,12 @@ var builtins = map[string]Scenario{
 	// (drivers that can partition).
 	"partition": {Name: "partition", Faults: []Choice{{Isolate, Random, 1}, {Isolate, Leader, 1}, {Isolate, Session, 1}},
 		MinGap: sec(2), MaxGap: sec(5), MinDown: sec(1), MaxDown: sec(5), Settle: sec(3)},
-	// all: kill, pause and isolate (drivers that can partition).
+	// all: kill, pause, isolate, halves, ring and disk full (drivers that
+	// can partition; the runner drops the kinds a driver cannot inject,
+	// see Without).
 	"all": {Name: "all", Faults: []Choice{{Kill, Random, 1}, {Kill, Leader, 1}, {Kill, Session, 1},
-		{Pause, Random, 1}, {Pause, Leader, 1}, {Isolate, Random, 1}, {Isolate, Leader, 1}, {Restart, Leader, 1}},
+		{Pause, Random, 1}, {Pause, Leader, 1}, {Isolate, Random, 1}, {Isolate, Leader, 1}, {Restart, Leader, 1},
+		{Halves, Random, 1}, {Halves, Leader, 1}, {Ring, Random, 1}, {DiskFull, Random, 1}},
 		MinGap: sec(2), MaxGap: sec(4), MinDown: sec(1), MaxDown: sec(4), Settle: sec(3)},
 	// network: packet loss and one-way partitions of random nodes and the
 	// leader (drivers that can shape a node's network).
@@ -142,6 +166,17 @@ var builtins = map[string]Scenario{
 		MinGap: sec(2), MaxGap: sec(4), MinDown: sec(2), MaxDown: sec(6), Settle: sec(3)},
 	// delay: packet delay of random nodes and the leader (needs netem).
 	"delay": {Name: "delay", Faults: []Choice{{Delay, Random, 1}, {Delay, Leader, 1}},
+		MinGap: sec(2), MaxGap: sec(4), MinDown: sec(2), MaxDown: sec(6), Settle: sec(3)},
+	// partitions: two halves, a majorities ring (a bridge with three
+	// nodes) and the isolation of one node, of random nodes and around the
+	// leader (drivers that can cut links between nodes).
+	"partitions": {Name: "partitions", Faults: []Choice{{Halves, Random, 1}, {Halves, Leader, 1}, {Ring, Random, 1}, {Ring, Leader, 1},
+		{Isolate, Random, 1}, {Isolate, Leader, 1}},
+		MinGap: sec(2), MaxGap: sec(4), MinDown: sec(2), MaxDown: sec(6), Settle: sec(3)},
+	// diskfull: the data directory's file system of a random node, the
+	// leader or a session client's node is filled up, then freed (drivers
+	// that mount a small tmpfs per node: root).
+	"diskfull": {Name: "diskfull", Faults: []Choice{{DiskFull, Random, 1}, {DiskFull, Leader, 1}, {DiskFull, Session, 1}},
 		MinGap: sec(2), MaxGap: sec(4), MinDown: sec(2), MaxDown: sec(6), Settle: sec(3)},
 	// none: no faults (a baseline; the checkers must pass).
 	"none": {Name: "none", MinGap: sec(1), MaxGap: sec(1), MinDown: sec(1), MaxDown: sec(1), Settle: sec(1)},
@@ -190,7 +225,9 @@ func (sc Scenario) Validate() error {
 		if !slices.Contains(kinds, c.Kind) {
 			errs = append(errs, fmt.Errorf("faults[%d].kind %q: want one of %v", i, c.Kind, kinds))
 		}
-		if c.Target != Random && c.Target != Leader && c.Target != Session && c.Target != Next {
+		if c.Kind.Partitions() && c.Target != Random && c.Target != Leader {
+			errs = append(errs, fmt.Errorf("faults[%d].target %q: a %s partition wants random or leader", i, c.Target, c.Kind))
+		} else if c.Target != Random && c.Target != Leader && c.Target != Session && c.Target != Next {
 			errs = append(errs, fmt.Errorf("faults[%d].target %q: want random, leader, session or next", i, c.Target))
 		}
 		if c.Weight <= 0 {
@@ -265,6 +302,21 @@ func Plan(sc Scenario, seed uint64, duration time.Duration) []Fault {
 		out = append(out, f)
 		at = f.At + f.For + between(sc.MinGap, sc.MaxGap)
 	}
+}
+
+// Without returns the scenario without the choices of the given kinds (a
+// built-in scenario on a driver that cannot inject all of them). The name
+// stays: the replay names the driver, and the plan of the same scenario,
+// driver, seed and duration is the same.
+func (sc Scenario) Without(ks ...Kind) Scenario {
+	out := sc
+	out.Faults = nil
+	for _, c := range sc.Faults {
+		if !slices.Contains(ks, c.Kind) {
+			out.Faults = append(out.Faults, c)
+		}
+	}
+	return out
 }
 
 // Uses reports whether the scenario may draw faults of kind k.

@@ -87,7 +87,7 @@ Node data and logs: <code>{{.R.Dir}}</code>.</p>
 {{end}}</pre>{{end}}{{end}}{{end}}{{end}}
 
 <h2>Timeline</h2>
-<p class="legend"><span><i class="sw" style="background:#f4a3a3"></i>node killed</span><span><i class="sw" style="background:#f7d08a"></i>node paused</span><span><i class="sw" style="background:#9ec5fe"></i>node isolated</span><span><i class="sw" style="background:#c3b1e1"></i>node restarted (graceful)</span>
+<p class="legend"><span><i class="sw" style="background:#f4a3a3"></i>node killed</span><span><i class="sw" style="background:#f7d08a"></i>node paused</span><span><i class="sw" style="background:#9ec5fe"></i>node isolated</span><span><i class="sw" style="background:#c3b1e1"></i>node restarted (graceful)</span><span><i class="sw" style="background:#7fb3a6"></i>halves</span><span><i class="sw" style="background:#b5d99c"></i>ring (bridge)</span><span><i class="sw" style="background:#c9a27e"></i>disk full</span>
 <span><i class="sw" style="background:#a8dadc"></i>delay</span><span><i class="sw" style="background:#e9c46a"></i>loss</span><span><i class="sw" style="background:#6c9bd2"></i>one-way partition</span>
 <span><i class="sw" style="background:#2c7be5"></i>log operations/s that succeeded</span><span><i class="sw" style="background:#cf222e"></i>failed (read errors, unknown appends)/s</span>
 <span><i class="sw" style="background:#8250df"></i>max latency (right axis)</span><span><i class="sw" style="background:#1a7f37"></i>session resumes</span>
@@ -172,18 +172,30 @@ func (r *Report) timelineSVG() string {
 		}
 	}
 	for _, f := range r.Faults {
-		i := indexOf(nodes, f.Node)
-		if i < 0 {
-			continue
+		hit := f.Nodes // a partition between nodes: a band on each
+		if len(hit) == 0 {
+			hit = []string{f.Node}
 		}
 		color := map[nemesis.Kind]string{nemesis.Kill: "#f4a3a3", nemesis.Pause: "#f7d08a", nemesis.Isolate: "#9ec5fe", nemesis.Restart: "#c3b1e1",
-			nemesis.Delay: "#a8dadc", nemesis.Loss: "#e9c46a", nemesis.OneWay: "#6c9bd2"}[f.Kind]
+			nemesis.Delay: "#a8dadc", nemesis.Loss: "#e9c46a", nemesis.OneWay: "#6c9bd2", nemesis.Halves: "#7fb3a6", nemesis.Ring: "#b5d99c",
+			nemesis.DiskFull: "#c9a27e"}[f.Kind]
 		if color == "" {
 			color = "#ccc"
 		}
 		x0, x1 := x(f.Started), x(max(f.Healed, f.Started+10*time.Millisecond))
-		fmt.Fprintf(&b, `<rect class="fault" x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s %s on %s, %.1f–%.1f s</title></rect>`,
-			x0, i*laneH+2, x1-x0, laneH-4, color, f.Kind, f.Target, template.HTMLEscapeString(f.Node), f.Started.Seconds(), f.Healed.Seconds())
+		drawn := false
+		for _, n := range hit {
+			i := indexOf(nodes, n)
+			if i < 0 {
+				continue
+			}
+			drawn = true
+			fmt.Fprintf(&b, `<rect class="fault" x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s %s on %s, %.1f–%.1f s</title></rect>`,
+				x0, i*laneH+2, x1-x0, laneH-4, color, f.Kind, f.Target, template.HTMLEscapeString(f.Node), f.Started.Seconds(), f.Healed.Seconds())
+		}
+		if !drawn {
+			continue
+		}
 		// The band continues faintly over the chart, so effects line up.
 		fmt.Fprintf(&b, `<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s" opacity="0.25"/>`, x0, chartTop, x1-x0, chartH, color)
 	}
@@ -232,7 +244,7 @@ func (r *Report) nodeNames() []string {
 		out = append(out, fmt.Sprintf("n%d", i+1))
 	}
 	for _, f := range r.Faults {
-		if f.Node != "" && indexOf(out, f.Node) < 0 {
+		if f.Node != "" && len(f.Nodes) == 0 && indexOf(out, f.Node) < 0 {
 			out = append(out, f.Node)
 		}
 	}

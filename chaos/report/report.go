@@ -52,8 +52,9 @@ type Report struct {
 // FaultRecord is a fault as it happened.
 type FaultRecord struct {
 	nemesis.Fault
-	Node    string        `json:"node"`    // the node it hit ("" if it hit none)
-	Started time.Duration `json:"started"` // offsets from the start of the run
+	Node    string        `json:"node"`            // the node it hit ("" if it hit none); a partition between nodes: its sides ("n1,n2 | n3,n4,n5", "ring n1-n2-n3-n4-n5-n1")
+	Nodes   []string      `json:"nodes,omitempty"` // a partition between nodes: every node it cut off from another
+	Started time.Duration `json:"started"`         // offsets from the start of the run
 	Healed  time.Duration `json:"healed"`
 	Ready   time.Duration `json:"ready"` // when every node was ready again (0: not within 30 s)
 	Note    string        `json:"note,omitempty"`

@@ -46,44 +46,23 @@ type dockerDriver struct {
 	http  *http.Client
 
 	mu sync.Mutex // the nodes' states
+
+	disks *tmpfsDisks // nil unless each node's /data is a tmpfs of the host
 }
 
 type dockerNode struct {
 	id, ip, container string
 	killed, paused    bool
 	isolated, shaped  bool
+	cut               bool // by a partition between nodes
 }
 
 var (
 	_ Driver      = (*dockerDriver)(nil)
 	_ Partitioner = (*dockerDriver)(nil)
 	_ Shaper      = (*dockerDriver)(nil)
+	_ Cutter      = (*dockerDriver)(nil)
 )
-
-// shapeProblem says why this process cannot inject fault k into a
-// container's network from the host ("" when it can): loss and one-way
-// partitions need root, nsenter and iptables; delay also needs tc with the
-// kernel's netem qdisc (tried in a throwaway network namespace).
-func shapeProblem(k nemesis.Kind) string {
-	if os.Geteuid() != 0 {
-		return "needs root (it changes a container's network namespace with nsenter)"
-	}
-	tools := []string{"nsenter", "iptables"}
-	if k == nemesis.Delay {
-		tools = append(tools, "tc", "unshare")
-	}
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			return "needs " + tool
-		}
-	}
-	if k == nemesis.Delay {
-		if out, err := exec.Command("unshare", "-n", "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms").CombinedOutput(); err != nil {
-			return "needs the kernel's netem qdisc (sch_netem): " + strings.TrimSpace(string(out))
-		}
-	}
-	return ""
-}
 
 // inNetns runs a host tool (tc, iptables) in node i's network namespace.
 func (d *dockerDriver) inNetns(i int, args ...string) error {
@@ -91,33 +70,18 @@ func (d *dockerDriver) inNetns(i int, args ...string) error {
 	if err != nil {
 		return err
 	}
-	full := append([]string{"-t", strings.TrimSpace(pid), "-n"}, args...)
-	if out, err := exec.Command("nsenter", full...).CombinedOutput(); err != nil {
-		return fmt.Errorf("nsenter %s: %w: %s", strings.Join(full, " "), err, strings.TrimSpace(string(out)))
-	}
-	return nil
+	return run("nsenter", append([]string{"-t", strings.TrimSpace(pid), "-n"}, args...)...)
+}
+
+// net injects the network faults inside the containers' namespaces.
+func (d *dockerDriver) net() netFaults {
+	return netFaults{exec: d.inNetns, ip: func(i int) string { return d.nodes[i].ip }, n: len(d.nodes), dev: "eth0"}
 }
 
 // Shape degrades node i's network: netem delay or loss on what it sends, or
 // a one-way partition (it drops what it receives from the other nodes).
 func (d *dockerDriver) Shape(i int, k nemesis.Kind) error {
-	var err error
-	switch k {
-	case nemesis.Delay:
-		err = d.inNetns(i, "tc", "qdisc", "replace", "dev", "eth0", "root", "netem", "delay", "150ms", "50ms")
-	case nemesis.Loss:
-		// iptables' statistic match rather than netem: it needs no
-		// kernel module beyond what Docker itself uses.
-		err = d.inNetns(i, "iptables", "-w", "-A", "OUTPUT", "-m", "statistic", "--mode", "random", "--probability", "0.3", "-j", "DROP")
-	case nemesis.OneWay:
-		for j, o := range d.nodes {
-			if j != i && err == nil {
-				err = d.inNetns(i, "iptables", "-w", "-A", "INPUT", "-s", o.ip, "-j", "DROP")
-			}
-		}
-	default:
-		err = fmt.Errorf("docker driver: cannot shape %s", k)
-	}
+	err := d.net().shape(i, k)
 	d.mu.Lock()
 	d.nodes[i].shaped = true // also on error: Unshape cleans up what was set
 	d.mu.Unlock()
@@ -126,21 +90,36 @@ func (d *dockerDriver) Shape(i int, k nemesis.Kind) error {
 
 // Unshape removes every shaping of node i.
 func (d *dockerDriver) Unshape(i int) error {
-	var errs []error
-	if _, err := exec.LookPath("tc"); err == nil {
-		if err := d.inNetns(i, "tc", "qdisc", "del", "dev", "eth0", "root"); err != nil && !strings.Contains(err.Error(), "No such file") &&
-			!strings.Contains(err.Error(), "handle of zero") {
-			errs = append(errs, err)
-		}
-	}
-	for _, chain := range []string{"INPUT", "OUTPUT"} {
-		if err := d.inNetns(i, "iptables", "-w", "-F", chain); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	err := d.net().heal(i)
 	d.mu.Lock()
 	d.nodes[i].shaped = false
 	d.mu.Unlock()
+	return err
+}
+
+// Cut blocks the links between each pair of nodes, both ways (iptables in
+// both containers' namespaces); the host still reaches every node.
+func (d *dockerDriver) Cut(pairs [][2]int) error {
+	d.mu.Lock()
+	for _, p := range pairs {
+		d.nodes[p[0]].cut, d.nodes[p[1]].cut = true, true // also on error: Mend cleans up
+	}
+	d.mu.Unlock()
+	return d.net().cut(pairs)
+}
+
+// Mend removes every cut.
+func (d *dockerDriver) Mend() error {
+	var errs []error
+	for i, nd := range d.nodes {
+		d.mu.Lock()
+		cut := nd.cut
+		nd.cut = false
+		d.mu.Unlock()
+		if cut {
+			errs = append(errs, d.net().heal(i))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -160,7 +139,11 @@ func docker(ctx context.Context, args ...string) (string, error) {
 // startDocker creates the network, the credentials (switchboard init-cluster
 // in a volume) and n node containers of image, and waits until they are
 // ready. On failure everything created is removed again.
-func startDocker(ctx context.Context, image string, n int, dir string, extra []string, log *slog.Logger) (_ *dockerDriver, err error) {
+//
+// With diskSize > 0 (root), each node's /data is a tmpfs of that size
+// mounted in the host (DIR/disk-nI) and bound into the container, for the
+// diskfull nemesis.
+func startDocker(ctx context.Context, image string, n int, dir string, extra []string, diskSize int64, log *slog.Logger) (_ *dockerDriver, err error) {
 	d := &dockerDriver{id: fmt.Sprintf("sbchaos%d", rand.Uint32()%1e8), image: image, dir: dir, log: log,
 		http: &http.Client{Timeout: 2 * time.Second}}
 	defer func() {
@@ -237,7 +220,18 @@ func startDocker(ctx context.Context, image string, n int, dir string, extra []s
 	pool.AppendCertsFromPEM(caPEM)
 	d.tls = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 
-	for _, nd := range d.nodes {
+	if diskSize > 0 {
+		// The image runs as 65532:65532.
+		d.disks = &tmpfsDisks{size: diskSize, opts: "uid=65532,gid=65532"}
+	}
+	for i, nd := range d.nodes {
+		data := d.id + "-" + nd.id + "-data"
+		if d.disks != nil {
+			data = d.DiskDir(i)
+			if err := d.disks.mount(data); err != nil {
+				return nil, fmt.Errorf("docker driver: %w", err)
+			}
+		}
 		var join []string
 		for _, o := range d.nodes {
 			if o != nd {
@@ -245,7 +239,7 @@ func startDocker(ctx context.Context, image string, n int, dir string, extra []s
 			}
 		}
 		args := []string{"run", "-d", "--name", nd.container, "--hostname", nd.id, "--network", d.network, "--ip", nd.ip,
-			"-v", d.id + "-" + nd.id + "-data:/data", "-v", pki + ":/etc/switchboard:ro",
+			"-v", data + ":/data", "-v", pki + ":/etc/switchboard:ro",
 			"-e", "SWITCHBOARD_CONFIG=/etc/switchboard/" + nd.id + ".toml",
 			"-e", "SWITCHBOARD_RAFT_ADVERTISE=" + nd.ip + ":7400", "-e", "SWITCHBOARD_API_ADVERTISE=" + nd.ip + ":7401",
 			"-e", "SWITCHBOARD_GOSSIP_ADVERTISE=" + nd.ip + ":7403", "-e", "SWITCHBOARD_ACTOR_ADVERTISE=" + nd.ip + ":7404",
@@ -347,7 +341,7 @@ func (d *dockerDriver) Up(i int) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	n := d.nodes[i]
-	return !n.killed && !n.paused && !n.isolated && !n.shaped
+	return !n.killed && !n.paused && !n.isolated && !n.shaped && !n.cut
 }
 
 func (d *dockerDriver) get(ctx context.Context, i int, path string) (int, string, error) {
@@ -454,7 +448,24 @@ func (d *dockerDriver) Stop() error {
 			errs = append(errs, err)
 		}
 	}
+	errs = append(errs, d.disks.unmountAll())
 	return errors.Join(errs...)
+}
+
+var _ Disks = (*dockerDriver)(nil)
+
+// DiskDir is the host directory bound as node i's /data (a tmpfs with the
+// diskfull nemesis).
+func (d *dockerDriver) DiskDir(i int) string { return filepath.Join(d.dir, "disk-"+d.nodes[i].id) }
+
+// Exited reports whether node i's container stopped without docker kill or
+// stop from the harness.
+func (d *dockerDriver) Exited(i int) bool {
+	d.mu.Lock()
+	killed := d.nodes[i].killed
+	d.mu.Unlock()
+	out, err := docker(context.Background(), "inspect", "-f", "{{.State.Running}}", d.nodes[i].container)
+	return !killed && err == nil && strings.TrimSpace(out) == "false"
 }
 
 var _ Admin = (*dockerDriver)(nil)

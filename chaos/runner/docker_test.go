@@ -46,8 +46,16 @@ func buildTestImage(ctx context.Context, t *testing.T) string {
 func runDocker(ctx context.Context, t *testing.T, scenario string, d time.Duration, seed uint64) *report.Report {
 	t.Helper()
 	image := buildTestImage(ctx, t)
-	o := Options{Scenario: scenario, Driver: "docker", Image: image, Duration: d, Seed: seed, Report: t.TempDir(), Sessions: 1,
-		LogGroups: 2, LogClientsPerGroup: 2, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	return runSmall(ctx, t, Options{Scenario: scenario, Driver: "docker", Image: image, Duration: d, Seed: seed})
+}
+
+// runSmall runs o with a small workload (one session pair, 2 × 2 log
+// clients), its report in a temporary directory, and fails the test unless
+// the run passes.
+func runSmall(ctx context.Context, t *testing.T, o Options) *report.Report {
+	t.Helper()
+	o.Report, o.Sessions, o.LogGroups, o.LogClientsPerGroup = t.TempDir(), 1, 2, 2
+	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	rep, err := Run(ctx, o)
 	if rep != nil {
 		t.Log(rep.Summary())
@@ -61,7 +69,7 @@ func runDocker(ctx context.Context, t *testing.T, scenario string, d time.Durati
 // Loss and one-way partitions inside the containers' network namespaces
 // (root only): every fault is injected and every checker passes.
 func TestDockerRunNetworkScenario(t *testing.T) {
-	if why := shapeProblem(nemesis.OneWay); why != "" {
+	if why := netProblem("docker", nemesis.OneWay); why != "" {
 		t.Skipf("the network scenario %s", why)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

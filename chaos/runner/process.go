@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"syscall"
@@ -26,19 +27,44 @@ type processDriver struct {
 	token  string
 	tls    *tls.Config
 	paused []bool
+	disks  *tmpfsDisks // nil unless the nodes' data is on a tmpfs each
 }
 
-var _ Driver = (*processDriver)(nil)
+var (
+	_ Driver = (*processDriver)(nil)
+	_ Disks  = (*processDriver)(nil)
+)
 
-// startProcess starts n nodes of binary with data and logs under dir.
-func startProcess(ctx context.Context, binary string, n int, dir string, extra []string, log *slog.Logger) (*processDriver, error) {
+// startProcess starts n nodes of binary with data and logs under dir. co
+// places the nodes (the netns driver's namespaces); with diskSize > 0 each
+// node's data directory is a tmpfs of that size (root only), for the
+// diskfull nemesis.
+func startProcess(ctx context.Context, binary string, n int, dir string, extra []string, diskSize int64, co bench.ClusterOptions, log *slog.Logger) (_ *processDriver, err error) {
 	var tok [16]byte
 	if _, err := rand.Read(tok[:]); err != nil {
 		return nil, fmt.Errorf("process driver: %w", err)
 	}
 	d := &processDriver{token: hex.EncodeToString(tok[:]), paused: make([]bool, n)}
-	args := append([]string{"--session-host-tokens", "chaos:" + d.token}, extra...)
-	c, err := bench.StartLogClusterWith(ctx, binary, n, dir, bench.ClusterOptions{ExtraArgs: args, ReadyTimeout: 90 * time.Second, Logger: log})
+	if diskSize > 0 {
+		d.disks = &tmpfsDisks{size: diskSize}
+		prepare := co.Prepare
+		co.Prepare = func(nd *bench.LogNode) error {
+			if prepare != nil {
+				if err := prepare(nd); err != nil {
+					return err
+				}
+			}
+			return d.disks.mount(nd.DataDir)
+		}
+		defer func() {
+			if err != nil {
+				_ = d.disks.unmountAll()
+			}
+		}()
+	}
+	co.ExtraArgs = append([]string{"--session-host-tokens", "chaos:" + d.token}, extra...)
+	co.ReadyTimeout, co.Logger = 90*time.Second, log
+	c, err := bench.StartLogClusterWith(ctx, binary, n, dir, co)
 	if err != nil {
 		return nil, fmt.Errorf("process driver: %w", err)
 	}
@@ -120,7 +146,16 @@ func (d *processDriver) Stop() error {
 	for _, cc := range d.conns {
 		cc.Close()
 	}
-	return d.c.Stop()
+	return errors.Join(d.c.Stop(), d.disks.unmountAll())
+}
+
+// DiskDir is node i's data directory (a tmpfs with the diskfull nemesis).
+func (d *processDriver) DiskDir(i int) string { return d.c.Nodes[i].DataDir }
+
+// Exited reports whether node i's process ended without Kill or Stop.
+func (d *processDriver) Exited(i int) bool {
+	p := d.c.Nodes[i].Proc
+	return p.Expected() && !p.Running()
 }
 
 var _ Admin = (*processDriver)(nil)

@@ -4,9 +4,11 @@
 // converge, runs the checkers and writes the report (chaos/report).
 //
 // Drivers: "process" (node processes of the project's binary on loopback;
-// kill and pause) and "docker" (containers of the project's image on a
-// private network; kill, pause and isolate). The netns driver and the delay,
-// loss and disk nemeses are still to come (issue 6).
+// kill, pause, restart), "netns" (the same processes, each in a network
+// namespace of its own on a bridge; also isolation, partitions between nodes,
+// loss and one-way partitions) and "docker" (containers of the project's
+// image on a private network; as netns). With root, the process and netns
+// drivers put each node's data on a small tmpfs for the diskfull nemesis.
 package runner
 
 import (
@@ -26,6 +28,7 @@ import (
 	"github.com/switchboard-io/switchboard/chaos/nemesis"
 	"github.com/switchboard-io/switchboard/chaos/report"
 	"github.com/switchboard-io/switchboard/chaos/workload"
+	"github.com/switchboard-io/switchboard/internal/bench"
 )
 
 // Options of a run.
@@ -34,12 +37,15 @@ type Options struct {
 	Nodes    int           // cluster size (default 3)
 	Duration time.Duration // workload and faults (default 60 s)
 	Seed     uint64        // plans the faults and the workload's choices
-	Driver   string        // "process" or "docker"
+	Driver   string        // "process", "netns" or "docker"
 	Image    string        // docker driver: the node image (default switchboard:latest)
 	Report   string        // directory for report.json and the nodes' data and logs
 	Binary   string        // switchboard binary the nodes run
 	NodeArgs []string      // extra arguments for every node
 	Sessions int           // session pairs (default 2; 0 with NoSessions)
+	// DiskSize is the size of each node's data file system (a tmpfs)
+	// when the scenario fills disks (default 512 MiB).
+	DiskSize int64
 	// NoSessions runs the log workload alone.
 	NoSessions bool
 	// LogGroups × LogClientsPerGroup log clients (defaults 2 × 3).
@@ -71,6 +77,9 @@ func (o Options) withDefaults() Options {
 	if o.Sessions == 0 && !o.NoSessions {
 		o.Sessions = 2
 	}
+	if o.DiskSize == 0 {
+		o.DiskSize = defaultDiskSize
+	}
 	if o.ConvergeTimeout == 0 {
 		o.ConvergeTimeout = 90 * time.Second
 	}
@@ -81,6 +90,48 @@ func (o Options) withDefaults() Options {
 		o.Logger = slog.Default()
 	}
 	return o
+}
+
+const defaultDiskSize = 512 << 20
+
+// kindProblem says why driver cannot inject faults of kind k here ("" when
+// it can).
+func kindProblem(driver string, k nemesis.Kind) string {
+	switch k {
+	case nemesis.Kill, nemesis.Pause, nemesis.Restart:
+		return ""
+	case nemesis.DiskFull:
+		if os.Geteuid() != 0 {
+			return "needs root (each node's data directory is a tmpfs the driver mounts)"
+		}
+		return ""
+	}
+	switch driver {
+	case "process":
+		return "the process driver cannot inject: use --driver netns or docker"
+	case "docker":
+		if k == nemesis.Isolate {
+			return ""
+		}
+		return netProblem("docker", k)
+	}
+	return netProblem("netns", k)
+}
+
+// scenario returns the scenario o runs: the built-in "all" without the
+// kinds o's driver cannot inject here.
+func (o Options) scenario() (nemesis.Scenario, error) {
+	sc, err := nemesis.Load(o.Scenario)
+	if err != nil || o.Scenario != "all" {
+		return sc, err
+	}
+	var drop []nemesis.Kind
+	for _, c := range sc.Faults {
+		if kindProblem(o.Driver, c.Kind) != "" {
+			drop = append(drop, c.Kind)
+		}
+	}
+	return sc.Without(drop...), nil
 }
 
 // Validate reports every bad option at once.
@@ -94,8 +145,15 @@ func (o Options) Validate() error {
 	}
 	switch o.Driver {
 	case "process", "docker":
+	case "netns":
+		if why := netProblem("netns", nemesis.Kill); why != "" {
+			errs = append(errs, fmt.Errorf("--driver netns %s", why))
+		}
 	default:
-		errs = append(errs, fmt.Errorf("--driver %q: want process or docker (netns is not implemented yet)", o.Driver))
+		errs = append(errs, fmt.Errorf("--driver %q: want process, netns or docker", o.Driver))
+	}
+	if o.DiskSize != 0 && o.DiskSize < 16<<20 {
+		errs = append(errs, fmt.Errorf("--disk-size %d: must be at least 16MiB (a node needs room to start)", o.DiskSize))
 	}
 	if o.Report == "" {
 		errs = append(errs, errors.New("--report: a directory for the report and the nodes' data is required"))
@@ -103,18 +161,17 @@ func (o Options) Validate() error {
 	if o.Binary == "" && o.Driver != "docker" {
 		errs = append(errs, errors.New("binary: the switchboard binary to run the nodes with is required"))
 	}
-	if sc, err := nemesis.Load(o.Scenario); err != nil {
+	if sc, err := o.scenario(); err != nil {
 		errs = append(errs, err)
-	} else if o.Driver == "process" {
-		for _, k := range []nemesis.Kind{nemesis.Isolate, nemesis.Delay, nemesis.Loss, nemesis.OneWay} {
-			if sc.Uses(k) {
-				errs = append(errs, fmt.Errorf("scenario %s uses %s, which the process driver cannot inject: use --driver docker", sc.Name, k))
+	} else {
+		seen := map[nemesis.Kind]bool{}
+		for _, c := range sc.Faults {
+			if seen[c.Kind] {
+				continue
 			}
-		}
-	} else if o.Driver == "docker" {
-		for _, k := range []nemesis.Kind{nemesis.Delay, nemesis.Loss, nemesis.OneWay} {
-			if why := shapeProblem(k); sc.Uses(k) && why != "" {
-				errs = append(errs, fmt.Errorf("scenario %s uses %s, which %s", sc.Name, k, why))
+			seen[c.Kind] = true
+			if why := kindProblem(o.Driver, c.Kind); why != "" {
+				errs = append(errs, fmt.Errorf("scenario %s uses %s, which %s", sc.Name, c.Kind, why))
 			}
 		}
 	}
@@ -137,6 +194,11 @@ func (o Options) ReplayCommand() string {
 	} else if o.Sessions != 2 {
 		cmd += fmt.Sprintf(" --sessions %d", o.Sessions)
 	}
+	if o.DiskSize != defaultDiskSize {
+		if sc, err := o.scenario(); err == nil && sc.Uses(nemesis.DiskFull) {
+			cmd += fmt.Sprintf(" --disk-size %dMiB", o.DiskSize>>20)
+		}
+	}
 	if len(o.NodeArgs) > 0 {
 		cmd += fmt.Sprintf(" --node-args %q", strings.Join(o.NodeArgs, " "))
 	}
@@ -154,7 +216,7 @@ func Run(ctx context.Context, o Options) (*report.Report, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	sc, _ := nemesis.Load(o.Scenario)
+	sc, _ := o.scenario()
 	log := o.Logger.With("component", "chaos")
 	plan := nemesis.Plan(sc, o.Seed, o.Duration)
 	log.Info("plan", "scenario", sc.Name, "seed", o.Seed, "faults", len(plan), "duration", o.Duration)
@@ -163,6 +225,9 @@ func Run(ctx context.Context, o Options) (*report.Report, error) {
 	}
 
 	clusterDir := filepath.Join(o.Report, "cluster")
+	if err := unmountBelow(clusterDir); err != nil { // left by a crashed run
+		return nil, fmt.Errorf("chaos: %w", err)
+	}
 	if err := os.RemoveAll(clusterDir); err != nil {
 		return nil, fmt.Errorf("chaos: %w", err)
 	}
@@ -172,14 +237,20 @@ func Run(ctx context.Context, o Options) (*report.Report, error) {
 	var err error
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
+	var disk int64 // each node's data on a tmpfs of this size
+	if sc.Uses(nemesis.DiskFull) {
+		disk = o.DiskSize
+	}
 	var d Driver
 	switch {
 	case o.start != nil:
 		d, err = o.start(runCtx, clusterDir)
 	case o.Driver == "docker":
-		d, err = startDocker(runCtx, o.Image, o.Nodes, clusterDir, o.NodeArgs, log)
+		d, err = startDocker(runCtx, o.Image, o.Nodes, clusterDir, o.NodeArgs, disk, log)
+	case o.Driver == "netns":
+		d, err = startNetns(runCtx, o.Binary, o.Nodes, clusterDir, o.NodeArgs, disk, log)
 	default:
-		d, err = startProcess(runCtx, o.Binary, o.Nodes, clusterDir, o.NodeArgs, log)
+		d, err = startProcess(runCtx, o.Binary, o.Nodes, clusterDir, o.NodeArgs, disk, bench.ClusterOptions{}, log)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("chaos: %w", err)
@@ -340,31 +411,36 @@ func Run(ctx context.Context, o Options) (*report.Report, error) {
 func inject(ctx context.Context, d Driver, plan []nemesis.Fault, rep *report.Report, sessions *workload.Sessions, log *slog.Logger) []report.FaultRecord {
 	var out []report.FaultRecord
 	next := 0 // the node the next fault with target "next" hits
+	names := d.Nodes()
 	for _, f := range plan {
 		if !sleepUntil(ctx, rep.Started.Add(f.At)) {
 			return out
 		}
 		rec := report.FaultRecord{Fault: f, Started: rep.Since(time.Now())}
-		i, why := resolve(ctx, d, f, sessions, next)
-		if f.Target == nemesis.Next && i >= 0 {
-			next = (i + 1) % len(d.Nodes())
+		v, why := resolve(ctx, d, f, sessions, next)
+		if f.Target == nemesis.Next && v.node >= 0 {
+			next = (v.node + 1) % len(names)
 		}
-		if i < 0 {
+		if why != "" {
 			rec.Note = "no target: " + why
 			rec.Healed = rec.Started
 			out = append(out, rec)
 			log.Warn("fault skipped", "fault", f.String(), "why", why)
 			continue
 		}
-		rec.Node = d.Nodes()[i]
-		heal, err := apply(d, f.Kind, i)
+		rec.Node, rec.Nodes = v.describe(names)
+		heal, err := apply(d, f.Kind, v, log)
 		if err != nil {
 			rec.Note = err.Error()
 		}
 		log.Info("fault", "kind", f.Kind, "target", f.Target, "node", rec.Node, "for", f.For, "note", rec.Note)
 		sleepUntil(ctx, time.Now().Add(f.For))
-		err = heal(ctx)
+		note, err := heal(ctx)
 		rec.Healed = rep.Since(time.Now())
+		if note != "" {
+			rec.Note = strings.TrimSpace(rec.Note + " " + note)
+			log.Warn("heal", "node", rec.Node, "note", note)
+		}
 		if err != nil {
 			rec.Note = strings.TrimSpace(rec.Note + " heal: " + err.Error())
 			log.Error("heal failed", "node", rec.Node, "err", err)
@@ -382,47 +458,100 @@ func inject(ctx context.Context, d Driver, plan []nemesis.Fault, rep *report.Rep
 	return out
 }
 
-// apply starts a fault of kind k on node i and returns what ends it.
-func apply(d Driver, k nemesis.Kind, i int) (heal func(context.Context) error, err error) {
+// victims are what a fault hits: one node, or (node -1) the links a
+// partition between nodes cuts.
+type victims struct {
+	node int
+	part nemesis.Partition
+}
+
+// describe names the victims for the report: the node, or the partition
+// and every node it separates.
+func (v victims) describe(names []string) (string, []string) {
+	if v.node >= 0 {
+		return names[v.node], nil
+	}
+	var nodes []string
+	for _, i := range v.part.Nodes() {
+		nodes = append(nodes, names[i])
+	}
+	return v.part.Describe(names), nodes
+}
+
+// healFunc ends a fault; note says what it had to do beyond the usual (a
+// node restarted because it died meanwhile).
+type healFunc func(context.Context) (note string, err error)
+
+func healWith(f func(context.Context) error) healFunc {
+	return func(ctx context.Context) (string, error) { return "", f(ctx) }
+}
+
+var healNothing = healWith(func(context.Context) error { return nil })
+
+// apply starts a fault of kind k on its victims and returns what ends it.
+func apply(d Driver, k nemesis.Kind, v victims, log *slog.Logger) (healFunc, error) {
+	i := v.node
 	switch k {
 	case nemesis.Kill:
-		return func(ctx context.Context) error { return d.Restart(ctx, i) }, d.Kill(i)
+		return healWith(func(ctx context.Context) error { return d.Restart(ctx, i) }), d.Kill(i)
 	case nemesis.Restart:
-		return func(ctx context.Context) error { return d.Restart(ctx, i) }, d.StopNode(i)
+		return healWith(func(ctx context.Context) error { return d.Restart(ctx, i) }), d.StopNode(i)
 	case nemesis.Pause:
-		return func(context.Context) error { return d.Resume(i) }, d.Pause(i)
+		return healWith(func(context.Context) error { return d.Resume(i) }), d.Pause(i)
 	case nemesis.Isolate:
 		p, ok := d.(Partitioner)
 		if !ok {
-			return func(context.Context) error { return nil }, errors.New("this driver cannot isolate nodes")
+			return healNothing, errors.New("this driver cannot isolate nodes")
 		}
-		return func(context.Context) error { return p.Rejoin(i) }, p.Isolate(i)
+		return healWith(func(context.Context) error { return p.Rejoin(i) }), p.Isolate(i)
+	case nemesis.Halves, nemesis.Ring:
+		c, ok := d.(Cutter)
+		if !ok {
+			return healNothing, fmt.Errorf("this driver cannot cut links between nodes (%s)", k)
+		}
+		return healWith(func(context.Context) error { return c.Mend() }), c.Cut(v.part.Cut)
 	case nemesis.Delay, nemesis.Loss, nemesis.OneWay:
 		sh, ok := d.(Shaper)
 		if !ok {
-			return func(context.Context) error { return nil }, fmt.Errorf("this driver cannot inject %s", k)
+			return healNothing, fmt.Errorf("this driver cannot inject %s", k)
 		}
-		return func(context.Context) error { return sh.Unshape(i) }, sh.Shape(i, k)
+		return healWith(func(context.Context) error { return sh.Unshape(i) }), sh.Shape(i, k)
+	case nemesis.DiskFull:
+		dk, ok := d.(Disks)
+		if !ok {
+			return healNothing, errors.New("this driver cannot fill a node's disk")
+		}
+		dir := dk.DiskDir(i)
+		n, err := fillDisk(dir)
+		log.Info("disk filled", "node", d.Nodes()[i], "dir", dir, "filler_bytes", n)
+		return func(ctx context.Context) (string, error) {
+			err := freeDisk(dir)
+			if !dk.Exited(i) {
+				return "", err
+			}
+			// The node died on the full disk: start it again, with its data.
+			return "the node exited while its disk was full; restarted", errors.Join(err, d.Restart(ctx, i))
+		}, err
 	}
-	return func(context.Context) error { return nil }, fmt.Errorf("unknown fault kind %q", k)
+	return healNothing, fmt.Errorf("unknown fault kind %q", k)
 }
 
-// resolve picks the node a fault hits: the leader, a session client's node,
-// or any (by the fault's Pick). While a node is down (an earlier fault did
-// not heal) no fault is injected: faults take one node at a time, so that a
-// majority always remains.
-func resolve(ctx context.Context, d Driver, f nemesis.Fault, sessions *workload.Sessions, next int) (int, string) {
+// resolve picks what a fault hits: the leader, a session client's node, or
+// any (by the fault's Pick); for a partition between nodes, the pairs it
+// cuts (around the leader with target leader). While a node is down (an
+// earlier fault did not heal) no fault is injected: faults take one node
+// (or one partition) at a time, so that a majority always remains. The
+// reason is "" when a target was found.
+func resolve(ctx context.Context, d Driver, f nemesis.Fault, sessions *workload.Sessions, next int) (victims, string) {
+	none := victims{node: -1}
 	var up []int
 	for i, n := range d.Nodes() {
 		if !d.Up(i) {
-			return -1, n + " is still down"
+			return none, n + " is still down"
 		}
 		up = append(up, i)
 	}
-	switch f.Target {
-	case nemesis.Next:
-		return next % len(up), ""
-	case nemesis.Leader:
+	leader := func() (int, string) {
 		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		i, err := d.Leader(lctx)
@@ -430,9 +559,30 @@ func resolve(ctx context.Context, d Driver, f nemesis.Fault, sessions *workload.
 			return -1, err.Error()
 		}
 		return i, ""
+	}
+	if f.Kind.Partitions() {
+		l := -1
+		if f.Target == nemesis.Leader {
+			var why string
+			if l, why = leader(); why != "" {
+				return none, why
+			}
+		}
+		p, err := nemesis.PartitionFor(f.Kind, len(up), f.Pick, l)
+		if err != nil {
+			return none, err.Error()
+		}
+		return victims{node: -1, part: p}, ""
+	}
+	switch f.Target {
+	case nemesis.Next:
+		return victims{node: next % len(up)}, ""
+	case nemesis.Leader:
+		i, why := leader()
+		return victims{node: i}, why
 	case nemesis.Session:
 		if sessions == nil {
-			return -1, "no session workload"
+			return none, "no session workload"
 		}
 		var cands []int
 		for _, id := range sessions.Nodes() {
@@ -443,11 +593,11 @@ func resolve(ctx context.Context, d Driver, f nemesis.Fault, sessions *workload.
 			}
 		}
 		if len(cands) == 0 {
-			return -1, "no session client on a running node"
+			return none, "no session client on a running node"
 		}
-		return cands[int(f.Pick)%len(cands)], ""
+		return victims{node: cands[int(f.Pick)%len(cands)]}, ""
 	}
-	return up[int(f.Pick)%len(up)], ""
+	return victims{node: up[int(f.Pick)%len(up)]}, ""
 }
 
 // writeHistory writes the log workload's operations, one JSON object per

@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -23,10 +22,7 @@ func TestProcessRunKillScenario(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts node processes: skipped under -short")
 	}
-	bin := filepath.Join(t.TempDir(), "switchboard")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/switchboard").CombinedOutput(); err != nil {
-		t.Fatalf("build switchboard: %v\n%s", err, out)
-	}
+	bin := testBinary(t)
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -89,8 +85,8 @@ func tail(s string, n int) string {
 }
 
 func TestOptionsValidateReportsEveryProblem(t *testing.T) {
-	err := Options{Scenario: "nope", Nodes: 2, Duration: time.Second, Driver: "netns"}.Validate()
-	for _, want := range []string{"--nodes 2", "--duration 1s", `--driver "netns"`, "--report", "binary", `scenario "nope"`} {
+	err := Options{Scenario: "nope", Nodes: 2, Duration: time.Second, Driver: "vm"}.Validate()
+	for _, want := range []string{"--nodes 2", "--duration 1s", `--driver "vm"`, "--report", "binary", `scenario "nope"`} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v lacks %q", err, want)
 		}

@@ -40,18 +40,24 @@ func chaosCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.Nodes, "nodes", 3, "cluster size")
 	fs.DurationVar(&o.Duration, "duration", time.Minute, "how long the workloads run and faults are injected")
 	fs.Uint64Var(&o.Seed, "seed", 0, "seed of the fault schedule and the workloads (default: from the clock, printed)")
-	fs.StringVar(&o.Driver, "driver", "process", "how nodes run: process (node processes on loopback) or docker (containers of --image on a private network; can isolate nodes)")
+	fs.StringVar(&o.Driver, "driver", "process", "how nodes run: process (node processes on loopback), netns (node processes in network namespaces of their own on a bridge; root; can isolate and partition nodes) or docker (containers of --image on a private network; can isolate nodes, and partition them as root)")
 	fs.StringVar(&o.Image, "image", "switchboard:latest", "docker driver: the node image (make image)")
 	fs.StringVar(&o.Report, "report", "", "directory for report.json and the nodes' data and logs (required)")
 	fs.StringVar(&o.Binary, "binary", "", "switchboard binary the nodes run (default: this executable)")
 	sessions := fs.Int("sessions", 2, "session pairs exchanging durable frames (0: log workload only)")
 	nodeArgs := fs.String("node-args", "", "extra arguments for every node, space-separated")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error (progress on stderr)")
+	diskSize := fs.String("disk-size", "512MiB", "scenarios with diskfull: the size of each node's data file system (a tmpfs; root)")
 	if err := parseFlags(fs, "switchboard chaos run [flags]", args[1:], stdout); err != nil {
 		return err
 	}
 	o.Sessions, o.NoSessions = *sessions, *sessions == 0
 	o.NodeArgs = strings.Fields(*nodeArgs)
+	size, err := runner.ParseSize(*diskSize)
+	if err != nil {
+		return fmt.Errorf("chaos: --disk-size: %w", err)
+	}
+	o.DiskSize = size
 	if o.Seed == 0 {
 		o.Seed = uint64(time.Now().UnixNano())
 	}

@@ -9,8 +9,8 @@ import (
 
 func TestChaosCommandReportsBadFlagsAtOnce(t *testing.T) {
 	var out, errOut bytes.Buffer
-	err := chaosCmd(context.Background(), []string{"run", "--nodes", "2", "--driver", "netns", "--scenario", "nope", "--duration", "1s"}, &out, &errOut)
-	for _, want := range []string{"--nodes 2", `--driver "netns"`, `scenario "nope"`, "--duration 1s", "--report"} {
+	err := chaosCmd(context.Background(), []string{"run", "--nodes", "2", "--driver", "vm", "--scenario", "nope", "--duration", "1s"}, &out, &errOut)
+	for _, want := range []string{"--nodes 2", `--driver "vm"`, `scenario "nope"`, "--duration 1s", "--report"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v lacks %q", err, want)
 		}

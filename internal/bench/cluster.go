@@ -9,9 +9,11 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -49,6 +51,19 @@ type ClusterOptions struct {
 	StopTimeout time.Duration
 	// Logger receives progress messages (default slog.Default()).
 	Logger *slog.Logger
+
+	// Host, when set, gives the address node i (0 for n1) binds and is
+	// reached at, with the default ports 7400–7406, instead of free ports
+	// on 127.0.0.1: nodes with network namespaces of their own.
+	Host func(i int) string
+	// Prepare, when set, runs for every node (AddNode's too) before its
+	// first start, once its addresses are chosen: create its network
+	// namespace, mount its data directory. An error stops the start.
+	Prepare func(nd *LogNode) error
+	// Wrap, when set, turns a node's command line into the one started
+	// (e.g. ip netns exec NS BINARY ARGS…); the process must keep the pid
+	// of what it starts, so that signals reach the node.
+	Wrap func(nd *LogNode, path string, args []string) (string, []string)
 }
 
 func (o ClusterOptions) withDefaults() ClusterOptions {
@@ -112,7 +127,7 @@ func StartLogClusterWith(ctx context.Context, binary string, n int, dir string, 
 		return nil, fmt.Errorf("log cluster: %w", err)
 	}
 	for i := range n {
-		nd, err := c.newNode(fmt.Sprintf("n%d", i+1))
+		nd, err := c.newNode(i)
 		if err != nil {
 			return nil, err
 		}
@@ -120,6 +135,9 @@ func StartLogClusterWith(ctx context.Context, binary string, n int, dir string, 
 	}
 	for _, nd := range c.Nodes {
 		c.setArgs(nd, binary, n)
+		if err := c.prepare(nd); err != nil {
+			return nil, err
+		}
 	}
 	start := time.Now()
 	for _, nd := range c.Nodes {
@@ -137,14 +155,26 @@ func StartLogClusterWith(ctx context.Context, binary string, n int, dir string, 
 	return c, nil
 }
 
-// newNode allocates the addresses and the certificate of a node.
-func (c *LogCluster) newNode(id string) (*LogNode, error) {
-	ports, err := FreePorts(7)
-	if err != nil {
-		return nil, fmt.Errorf("log cluster: %w", err)
+// newNode allocates the addresses and the certificate of node i (n<i+1>):
+// free ports on loopback, or the default ports at opts.Host(i).
+func (c *LogCluster) newNode(i int) (*LogNode, error) {
+	id := fmt.Sprintf("n%d", i+1)
+	host, ports := "127.0.0.1", []int{7400, 7401, 7402, 7403, 7404, 7405, 7406}
+	if c.opts.Host != nil {
+		host = c.opts.Host(i)
+	} else {
+		var err error
+		if ports, err = FreePorts(7); err != nil {
+			return nil, fmt.Errorf("log cluster: %w", err)
+		}
+	}
+	addr := func(k int) string { return net.JoinHostPort(host, strconv.Itoa(ports[k])) }
+	var ips []net.IP // clients check the address they dial (127.0.0.1 is always in)
+	if ip := net.ParseIP(host); ip != nil {
+		ips = append(ips, ip)
 	}
 	if _, _, err := tlsutil.CreateCert(tlsutil.CertOptions{
-		Dir: c.tlsDir, Node: id,
+		Dir: c.tlsDir, Node: id, IPs: ips,
 		CAFile:    filepath.Join(c.tlsDir, tlsutil.DefaultCACertFile),
 		CAKeyFile: filepath.Join(c.tlsDir, tlsutil.DefaultCAKeyFile),
 	}); err != nil && !errors.Is(err, fs.ErrExist) {
@@ -153,14 +183,25 @@ func (c *LogCluster) newNode(id string) (*LogNode, error) {
 	return &LogNode{
 		ID:          id,
 		DataDir:     filepath.Join(c.Dir, id),
-		RaftAddr:    fmt.Sprintf("127.0.0.1:%d", ports[0]),
-		APIAddr:     fmt.Sprintf("127.0.0.1:%d", ports[1]),
-		HTTPAddr:    fmt.Sprintf("127.0.0.1:%d", ports[2]),
-		GossipAddr:  fmt.Sprintf("127.0.0.1:%d", ports[3]),
-		ActorAddr:   fmt.Sprintf("127.0.0.1:%d", ports[4]),
-		SessionAddr: fmt.Sprintf("127.0.0.1:%d", ports[5]),
-		AdminAddr:   fmt.Sprintf("127.0.0.1:%d", ports[6]),
+		RaftAddr:    addr(0),
+		APIAddr:     addr(1),
+		HTTPAddr:    addr(2),
+		GossipAddr:  addr(3),
+		ActorAddr:   addr(4),
+		SessionAddr: addr(5),
+		AdminAddr:   addr(6),
 	}, nil
+}
+
+// prepare runs opts.Prepare for nd.
+func (c *LogCluster) prepare(nd *LogNode) error {
+	if c.opts.Prepare == nil {
+		return nil
+	}
+	if err := c.opts.Prepare(nd); err != nil {
+		return fmt.Errorf("log cluster: prepare %s: %w", nd.ID, err)
+	}
+	return nil
 }
 
 // setArgs sets nd's command line: join every node known so far; with
@@ -193,19 +234,26 @@ func (c *LogCluster) setArgs(nd *LogNode, binary string, expect int) {
 	if expect > 1 {
 		args = append(args, "--bootstrap-expect", fmt.Sprint(expect))
 	}
-	nd.Proc = &Proc{Name: nd.ID, Path: binary, Args: append(args, c.opts.ExtraArgs...), LogPath: filepath.Join(c.Dir, nd.ID+".log")}
+	path, args := binary, append(args, c.opts.ExtraArgs...)
+	if c.opts.Wrap != nil {
+		path, args = c.opts.Wrap(nd, path, args)
+	}
+	nd.Proc = &Proc{Name: nd.ID, Path: path, Args: args, LogPath: filepath.Join(c.Dir, nd.ID+".log")}
 }
 
 // AddNode starts one more node that joins the running cluster (it is added
 // to Raft by the leader as a non-voter, then promoted). It does not wait for
 // readiness: call WaitReady.
 func (c *LogCluster) AddNode(ctx context.Context, binary string) (*LogNode, error) {
-	nd, err := c.newNode(fmt.Sprintf("n%d", len(c.Nodes)+1))
+	nd, err := c.newNode(len(c.Nodes))
 	if err != nil {
 		return nil, err
 	}
 	c.Nodes = append(c.Nodes, nd)
 	c.setArgs(nd, binary, 0)
+	if err := c.prepare(nd); err != nil {
+		return nil, err
+	}
 	if err := nd.Proc.Start(ctx); err != nil {
 		return nil, fmt.Errorf("log cluster: add %s: %w", nd.ID, err)
 	}

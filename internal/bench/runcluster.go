@@ -298,7 +298,7 @@ func prepareSingleNode(dir, binary string, extra []string, log *slog.Logger) (*L
 	if _, _, err := tlsutil.CreateCA(tlsutil.CAOptions{Dir: c.tlsDir}); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("bench cluster: %w", err)
 	}
-	nd, err := c.newNode("n1")
+	nd, err := c.newNode(0)
 	if err != nil {
 		return nil, err
 	}
