@@ -20,7 +20,8 @@ func BenchmarkApplyBatch(b *testing.B) {
 		name  string
 		id    bool
 		bloom bool
-	}{{"plain", false, false}, {"idempotent", true, false}, {"idempotent-tuned", true, true}} {
+		big   bool // the node's memtable size (64 MiB): inserts descend a deep skiplist
+	}{{"plain", false, false, false}, {"idempotent", true, false, false}, {"idempotent-tuned", true, true, false}, {"idempotent-tuned-64MiB", true, true, true}} {
 		b.Run(bc.name, func(b *testing.B) {
 			opts := &pebble.Options{FS: vfs.Default, Logger: quietPebbleLogger{}}
 			if bc.bloom {
@@ -29,6 +30,9 @@ func BenchmarkApplyBatch(b *testing.B) {
 				}
 				opts.Cache = pebble.NewCache(256 << 20)
 				defer opts.Cache.Unref()
+			}
+			if bc.big {
+				opts.MemTableSize = 64 << 20
 			}
 			db, err := pebble.Open(b.TempDir(), opts)
 			if err != nil {

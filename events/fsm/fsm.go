@@ -13,6 +13,8 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboard-io/switchboard/events/raftstore"
 )
 
 // DefaultPrefix is the conventional key prefix of the event store in the
@@ -104,10 +106,11 @@ type FSM struct {
 	// record (math.MinInt64 = unknown). It only lets apply skip a sweep that
 	// would find nothing; results never depend on it.
 	expiryHint int64
-	kbuf, vbuf []byte     // scratch for keys and values (Pebble copies on Set)
-	noWAL      bool       // see Options.NoWAL
-	ids        *idFilter  // see cache.go
-	metas      *metaCache // see cache.go
+	kbuf, vbuf []byte                 // scratch for keys and values (Pebble copies on Set)
+	sorted     raftstore.SortedWrites // the writes of the batch being applied, committed in key order
+	noWAL      bool                   // see Options.NoWAL
+	ids        *idFilter              // see cache.go
+	metas      *metaCache             // see cache.go
 
 	applied atomic.Uint64 // last applied raft index (0 while a restore is needed)
 	lastPos atomic.Uint64 // last global position written
@@ -294,6 +297,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		state: appliedState{Index: f.applied.Load(), Position: f.lastPos.Load()},
 	}
 	defer tx.b.Close()
+	f.sorted.Reset()
 	if err := f.ids.step(f.db, f.keys, filterScanChunk); err != nil {
 		f.fatal("build append-id filter", err)
 	}
@@ -312,7 +316,15 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	}
 	f.vbuf = encodeAppliedState(f.vbuf[:0], tx.state)
 	tx.set(f.keys.applied(), f.vbuf)
-	if err := tx.b.Commit(f.writeOpts); err != nil {
+	// The indexed batch served the reads of this apply; what is committed
+	// is the same writes in key order (raftstore.SortedWrites: far cheaper
+	// memtable inserts).
+	out := f.db.NewBatch()
+	defer out.Close()
+	if _, err := f.sorted.WriteTo(out); err != nil {
+		f.fatal("sort applied batch", err)
+	}
+	if err := out.Commit(f.writeOpts); err != nil {
 		f.fatal("commit applied batch", err)
 	}
 	for stream, m := range tx.pending {
@@ -612,12 +624,14 @@ func (tx *applyTx) set(k, v []byte) {
 	if err := tx.b.Set(k, v, nil); err != nil {
 		tx.f.fatal("write batch", err)
 	}
+	tx.f.sorted.Set(k, v)
 }
 
 func (tx *applyTx) delete(k []byte) {
 	if err := tx.b.Delete(k, nil); err != nil {
 		tx.f.fatal("write batch", err)
 	}
+	tx.f.sorted.Delete(k)
 }
 
 // Interface guards.
