@@ -24,6 +24,9 @@ const (
 	// DefaultWindow is the default number of durable frames that may be
 	// unconfirmed at once; Send blocks while that many are.
 	DefaultWindow = 256
+	// DefaultProbeInterval and DefaultProbeTimeout: see Config.
+	DefaultProbeInterval = 5 * time.Second
+	DefaultProbeTimeout  = 3 * time.Second
 )
 
 // SessionPath is the HTTP path of the session endpoint on a node.
@@ -55,6 +58,17 @@ type Config struct {
 	GiveUpAfter time.Duration
 	// Window bounds the unconfirmed durable frames (default 256).
 	Window int
+	// ProbeInterval and ProbeTimeout make the client notice a node that
+	// stopped answering (cut off by a network partition, frozen) well
+	// before the protocol's 3 × heartbeat_s of silence: the client sends a
+	// ping when it has received nothing for ProbeInterval, or for a second
+	// while durable frames it wrote wait for their confirmation, and gives
+	// the connection up (resuming on another node) when nothing at all
+	// arrives within ProbeTimeout of that ping. A node answers pings at
+	// once, even while its session grain is busy, so only a node that
+	// cannot be reached or does not run is given up. Defaults 5 s and 3 s;
+	// a negative ProbeInterval turns probing off.
+	ProbeInterval, ProbeTimeout time.Duration
 	// Logger receives Debug lines for reconnect attempts and Info lines for
 	// resumes; nil discards.
 	Logger *slog.Logger
@@ -78,6 +92,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Window == 0 {
 		c.Window = DefaultWindow
+	}
+	if c.ProbeInterval == 0 {
+		c.ProbeInterval = DefaultProbeInterval
+	}
+	if c.ProbeTimeout == 0 {
+		c.ProbeTimeout = DefaultProbeTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -112,6 +132,9 @@ func (c Config) Validate() error {
 	}
 	if c.GiveUpAfter < 0 {
 		errs = append(errs, fmt.Errorf("field GiveUpAfter %v: must be positive", c.GiveUpAfter))
+	}
+	if c.ProbeTimeout < 0 {
+		errs = append(errs, fmt.Errorf("field ProbeTimeout %v: must be positive", c.ProbeTimeout))
 	}
 	if c.Window < 1 || c.Window > 1<<20 {
 		errs = append(errs, fmt.Errorf("field Window %d: must be between 1 and 1048576", c.Window))

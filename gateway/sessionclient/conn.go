@@ -69,6 +69,14 @@ func (e terminalError) Unwrap() error { return e.err }
 // errHeartbeat: the connection went silent.
 var errHeartbeat = errors.New("heartbeat timeout: nothing received for 3 × heartbeat_s")
 
+// errUnresponsive: a probe ping got no answer.
+var errUnresponsive = errors.New("node unresponsive: nothing received within the probe timeout of a ping")
+
+// probeWhileWaiting: with written durable frames unconfirmed, the client
+// probes after this long without receiving anything (when shorter than
+// Config.ProbeInterval).
+const probeWhileWaiting = time.Second
+
 // connect dials the nodes round robin starting at first until one answers
 // hello with a welcome. A fatal error other than unavailable/internal is
 // returned at once (as *Error); so is ctx's end or Config.GiveUpAfter
@@ -447,6 +455,44 @@ func (s *Session) serverError(c *conn, m sessionwire.Control) error {
 	return nil
 }
 
+// probe sends a probe ping when one is due and reports errUnresponsive when
+// the last one went unanswered for Config.ProbeTimeout. *sent is when the
+// outstanding probe was sent (zero: none); lastRecv when c last received
+// anything.
+func (s *Session) probe(c *conn, sent *time.Time, lastRecv time.Time) error {
+	if s.cfg.ProbeInterval < 0 || c.readerBlocked.Load() {
+		// A reader waiting for room in the receive queue receives nothing
+		// by choice: silence then says nothing about the node.
+		*sent = time.Time{}
+		return nil
+	}
+	now := time.Now()
+	if !sent.IsZero() {
+		if lastRecv.After(*sent) {
+			*sent = time.Time{} // answered (by the pong or anything else)
+		} else if now.Sub(*sent) > s.cfg.ProbeTimeout {
+			return fmt.Errorf("%w (%v)", errUnresponsive, s.cfg.ProbeTimeout)
+		} else {
+			return nil
+		}
+	}
+	silent := now.Sub(lastRecv)
+	due := silent >= s.cfg.ProbeInterval
+	if !due && silent >= min(probeWhileWaiting, s.cfg.ProbeInterval) {
+		s.mu.Lock()
+		due = s.writeFrom > s.confirmed+1 // written frames await their confirmation
+		s.mu.Unlock()
+	}
+	if !due {
+		return nil
+	}
+	if err := c.write(textMessage, sessionwire.EncodeControl(sessionwire.Control{Type: sessionwire.TypePing, T: now.UnixMilli()})); err != nil {
+		return err
+	}
+	*sent = now
+	return nil
+}
+
 // writeLoop writes acknowledgements, control messages and durable frames
 // for c, sends heartbeats and detects a silent connection.
 func (s *Session) writeLoop(c *conn) error {
@@ -461,6 +507,7 @@ func (s *Session) writeLoop(c *conn) error {
 			timer.Stop()
 		}
 	}()
+	var probe time.Time // when an unanswered probe ping was sent (zero: none)
 	var buf []byte
 	type job struct {
 		cseq    uint64
@@ -519,8 +566,12 @@ func (s *Session) writeLoop(c *conn) error {
 			continue
 		}
 
-		if !c.readerBlocked.Load() && time.Since(time.Unix(0, c.lastRecv.Load())) > 3*hb {
+		lastRecv := time.Unix(0, c.lastRecv.Load())
+		if !c.readerBlocked.Load() && time.Since(lastRecv) > 3*hb {
 			return errHeartbeat
+		}
+		if err := s.probe(c, &probe, lastRecv); err != nil {
+			return err
 		}
 		if time.Since(time.Unix(0, c.lastSent.Load())) >= hb {
 			if err := c.write(textMessage, sessionwire.EncodeControl(sessionwire.Control{Type: sessionwire.TypePing, T: time.Now().UnixMilli()})); err != nil {

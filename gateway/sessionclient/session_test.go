@@ -848,3 +848,67 @@ func TestCloseAcksAndDetaches(t *testing.T) {
 		t.Errorf("server has ack %d, the guest processed %d", a, processed)
 	}
 }
+
+// A node that stops answering (frozen, or cut off by a partition) is given
+// up after a probe ping goes unanswered, long before 3 × heartbeat_s (45 s
+// here): both for a participant that is only receiving and for one whose
+// durable frames wait for their confirmation.
+func TestProbeDetectsUnresponsiveNode(t *testing.T) {
+	for _, frozen := range []string{"p2", "p1"} { // the receiving guest; the sending host
+		t.Run(frozen, func(t *testing.T) {
+			srv := newServer(t, sessiontest.Options{Nodes: 2}) // heartbeat_s 15
+			cfg := testConfig(t, srv)
+			cfg.ProbeInterval, cfg.ProbeTimeout = 2*time.Second, 500*time.Millisecond
+			host, guest := openPair(t, srv, cfg, Limits{})
+			ctx := ctxT(t, 20*time.Second)
+			start := time.Now()
+			if !srv.Freeze(host.Code(), frozen) {
+				t.Fatalf("%s not connected", frozen)
+			}
+			if err := host.Send(ctx, []byte("while frozen")); err != nil {
+				t.Fatal(err)
+			}
+			m, err := recvDurable(ctx, guest, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			took := time.Since(start)
+			moved := host
+			if frozen == "p2" {
+				moved = guest
+			}
+			t.Logf("%s: detected and resumed after %v", frozen, took)
+			if string(m[0]) != "while frozen" || moved.Stats().Resumes != 1 {
+				t.Fatalf("got %q, stats %+v", m[0], moved.Stats())
+			}
+			// The guest probes after 2 s of silence, the sending host after
+			// 1 s without a confirmation; then 0.5 s without an answer.
+			if took > 10*time.Second {
+				t.Errorf("detection took %v, want a few seconds, not 3 × heartbeat_s", took)
+			}
+		})
+	}
+}
+
+// Probing never gives up a connection that answers: an idle pair stays on
+// its connections through several probe rounds.
+func TestProbeKeepsAnsweringConnections(t *testing.T) {
+	srv := newServer(t, sessiontest.Options{Nodes: 2})
+	cfg := testConfig(t, srv)
+	cfg.ProbeInterval, cfg.ProbeTimeout = 100*time.Millisecond, 300*time.Millisecond
+	host, guest := openPair(t, srv, cfg, Limits{})
+	ctx := ctxT(t, 10*time.Second)
+	deadline := time.Now().Add(1500 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if err := host.Send(ctx, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := recvDurable(ctx, guest, 1); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(150 * time.Millisecond) // idle long enough for a probe each time
+	}
+	if h, g := host.Stats(), guest.Stats(); h.Reconnects != 0 || g.Reconnects != 0 {
+		t.Fatalf("answering connections were given up: host %+v, guest %+v", h, g)
+	}
+}
