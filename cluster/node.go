@@ -306,6 +306,7 @@ func (n *Node) watchDeclaredDead() {
 			}
 			cancel()
 		}
+		n.awaitLogReady()
 		for n.ctx.Err() == nil {
 			a, err := n.startActors()
 			if err == nil {
@@ -386,6 +387,38 @@ func (n *Node) watchLeaderGone() {
 	}
 }
 
+// awaitLogReady waits, before a rejoin, until the log is ready (logReady):
+// a node that was declared dead because it was cut off rejoins the grain
+// topology only once it hears from a Raft leader again and has caught up.
+// Rejoining earlier — as soon as the gossip reaches it again, while its Raft
+// connections are still in TCP's retransmission backoff — moved grains onto
+// a node that could not yet claim or append, and their sessions stalled for
+// seconds after the partition had healed.
+func (n *Node) awaitLogReady() {
+	start := time.Now()
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	logged := false
+	for {
+		err := n.logReady()
+		if err == nil {
+			if logged {
+				n.log.Info("log ready; rejoining", "waited", time.Since(start).Round(time.Millisecond))
+			}
+			return
+		}
+		if !logged && time.Since(start) > 2*time.Second {
+			n.log.Info("waiting for the log before rejoining the grain topology", "why", err.Error())
+			logged = true
+		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // Ready reports why the node cannot serve yet, or nil: it must run an actor
 // system, be a server of the Raft configuration (bootstrapped or added, and
 // not removed), know a Raft leader, and have applied everything committed.
@@ -393,6 +426,11 @@ func (n *Node) Ready() error {
 	if n.Actors() == nil {
 		return errors.New("actor system not running (rejoining)")
 	}
+	return n.logReady()
+}
+
+// logReady is Ready without the actor system: the log part.
+func (n *Node) logReady() error {
 	cfg, err := n.Log.Configuration()
 	if err != nil {
 		return fmt.Errorf("raft configuration: %w", err)
