@@ -86,3 +86,23 @@ func TestReportFilesShowTheRun(t *testing.T) {
 		t.Errorf("%d lines, want 3 (ok, failed, latency)", n)
 	}
 }
+
+// A partition between nodes draws its band on every node it touched, and
+// its description does not become a lane of its own.
+func TestPartitionBandsOnEveryNodeItTouched(t *testing.T) {
+	r := New(time.Now().Add(-10 * time.Second))
+	r.Scenario, r.Nodes, r.Duration = "partitions", 5, 10*time.Second
+	r.Faults = []FaultRecord{{Fault: nemesis.Fault{Kind: nemesis.Halves, Target: nemesis.Random}, Node: "n1,n2 | n3,n4,n5",
+		Nodes: []string{"n1", "n2", "n3", "n4", "n5"}, Started: 2 * time.Second, Healed: 5 * time.Second}}
+	r.Finish(time.Now())
+	if names := r.nodeNames(); len(names) != 5 {
+		t.Errorf("lanes %v, want n1…n5", names)
+	}
+	svg := r.timelineSVG()
+	if n := strings.Count(svg, `class="fault"`); n != 5 {
+		t.Errorf("%d fault bands, want one on each of the 5 nodes", n)
+	}
+	if !strings.Contains(svg, "halves random on n1,n2 | n3,n4,n5") {
+		t.Error("the band does not name the partition")
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -49,12 +50,27 @@ func runDocker(ctx context.Context, t *testing.T, scenario string, d time.Durati
 	return runSmall(ctx, t, Options{Scenario: scenario, Driver: "docker", Image: image, Duration: d, Seed: seed})
 }
 
-// runSmall runs o with a small workload (one session pair, 2 × 2 log
-// clients), its report in a temporary directory, and fails the test unless
-// the run passes.
+// runSmall runs o with a small workload (one session pair unless
+// o.NoSessions, 2 × 2 log clients), its report in a temporary directory (kept, and named, when the
+// test fails), and fails the test unless the run passes.
 func runSmall(ctx context.Context, t *testing.T, o Options) *report.Report {
 	t.Helper()
-	o.Report, o.Sessions, o.LogGroups, o.LogClientsPerGroup = t.TempDir(), 1, 2, 2
+	dir, err := os.MkdirTemp("", "chaos-"+o.Driver+"-"+o.Scenario+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("report, history and node logs kept in %s", dir)
+			return
+		}
+		_ = unmountBelow(dir)
+		os.RemoveAll(dir)
+	})
+	o.Report, o.LogGroups, o.LogClientsPerGroup = dir, 2, 2
+	if !o.NoSessions {
+		o.Sessions = 1
+	}
 	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	rep, err := Run(ctx, o)
 	if rep != nil {

@@ -319,7 +319,8 @@ func (b *bridgeNet) close() error {
 // cleanStale removes what earlier runs of the netns driver left behind when
 // they crashed: namespaces, bridges (and their veths) and FORWARD rules
 // whose id belongs to no bridge owned by a live process. Runs still going
-// (their owner is alive) are left alone.
+// (their owner is alive, or their bridge has no alias yet) are left alone:
+// several runs may share the host.
 func cleanStale(log *slog.Logger) {
 	live := map[string]bool{}
 	var stale []string
@@ -329,9 +330,12 @@ func cleanStale(log *slog.Logger) {
 		if m == nil || l.Name() != m[1]+"-br" {
 			continue
 		}
+		// A bridge without its alias yet belongs to a run that is
+		// starting (the alias is set right after the bridge is made).
 		alias, _ := os.ReadFile(filepath.Join("/sys/class/net", l.Name(), "ifalias"))
-		pid, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(string(alias)), ownerAlias))
-		if err == nil && pid > 0 && (pid == os.Getpid() || processAlive(pid)) {
+		owner, ok := strings.CutPrefix(strings.TrimSpace(string(alias)), ownerAlias)
+		pid, err := strconv.Atoi(owner)
+		if !ok || err != nil || pid == os.Getpid() || processAlive(pid) {
 			live[m[1]] = true
 			continue
 		}

@@ -196,7 +196,11 @@ func (o Options) ReplayCommand() string {
 	}
 	if o.DiskSize != defaultDiskSize {
 		if sc, err := o.scenario(); err == nil && sc.Uses(nemesis.DiskFull) {
-			cmd += fmt.Sprintf(" --disk-size %dMiB", o.DiskSize>>20)
+			if o.DiskSize%(1<<20) == 0 {
+				cmd += fmt.Sprintf(" --disk-size %dMiB", o.DiskSize>>20)
+			} else {
+				cmd += fmt.Sprintf(" --disk-size %d", o.DiskSize)
+			}
 		}
 	}
 	if len(o.NodeArgs) > 0 {
@@ -322,13 +326,13 @@ func Run(ctx context.Context, o Options) (*report.Report, error) {
 	stopLoad()
 	wg.Wait()
 	log.Info("workload stopped", "log", fmt.Sprintf("%+v", logW.Stats()))
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("chaos: interrupted: %w", ctx.Err())
+	}
 	for i := range d.Nodes() {
 		if !d.Up(i) {
 			fail("node %s still down at the end of the run (a fault did not heal)", d.Nodes()[i])
 		}
-	}
-	if ctx.Err() != nil {
-		return nil, fmt.Errorf("chaos: interrupted: %w", ctx.Err())
 	}
 
 	// Converge, then check.
