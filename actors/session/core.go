@@ -22,8 +22,11 @@
 //   - Durable frames carry a per-participant cseq 1, 2, 3...: the next one is
 //     written, older ones are acknowledged as duplicates, a gap is refused.
 //     Stream frames are relayed by Effects and never written.
-//   - Attach (re)binds a participant to a connection given its resume token;
-//     Detach unbinds it only from that same connection; Leave is for good.
+//   - Attach (re)binds a participant to a connection given its resume token:
+//     a resume (resumed set) to any connection, otherwise (a node
+//     re-attaching a connection it holds) only to the connection the
+//     participant is bound to (ReasonSuperseded); Detach unbinds it only
+//     from that same connection; Leave is for good.
 //   - End (by the host or an administrator) or Expire (past expires_at or
 //     idle for idle_timeout_s) ends the instance; after that only Get, Expire,
 //     Detach (which do nothing) and Open (a new instance) are accepted.
@@ -79,6 +82,11 @@ const (
 	// ReasonBadRequest: a malformed command (the message names every bad
 	// field).
 	ReasonBadRequest = "bad_request"
+	// ReasonSuperseded: an Attach that is not a resume (a node re-attaching
+	// a connection it holds) for a connection the participant no longer
+	// uses: it resumed through a newer one. Never sent to clients: the node
+	// closes the stale connection.
+	ReasonSuperseded = "superseded"
 )
 
 // Text limits (bytes).
@@ -238,7 +246,14 @@ func Decide(s State, cmd proto.Message, env entity.Env) ([]proto.Message, error)
 		if err != nil {
 			return nil, err
 		}
-		if p.Attached && sameConn(p.Conn, c.GetConn()) && !c.GetResumed() {
+		if !c.GetResumed() && !sameConn(p.Conn, c.GetConn()) {
+			// A node re-attaching a connection it still holds must not take
+			// the participant back from the newer connection it resumed on
+			// (the client left the old one, but its close has not reached
+			// that node yet): pushes would go to a dead connection.
+			return nil, reject(ReasonSuperseded, "participant %s is attached through a newer connection", p.ID)
+		}
+		if p.Attached && !c.GetResumed() {
 			return nil, nil
 		}
 		return []proto.Message{&sessionpb.Attached{

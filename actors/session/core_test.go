@@ -516,21 +516,35 @@ func TestAttach(t *testing.T) {
 	if w.GetParticipant() != "p2" || w.GetHead() != 5 || w.GetLastCseq() != 1 || w.GetRole() != "guest" {
 		t.Fatalf("welcome %v", w)
 	}
-	// A new connection: Attached, no pushes.
-	r, effs := writes(t, d, att("p2", 3, "p2-b", false), &sessionpb.Attached{})
-	if len(effs) != 0 || r.(*sessionpb.Welcome).GetHead() != 5 {
-		t.Fatalf("reply %v effects %v", r, effs)
+	// Another connection, not resumed (a node re-attaching a connection
+	// the participant no longer uses): superseded, nothing written.
+	rejects(t, d, att("p2", 3, "p2-b", false), session.ReasonSuperseded, "p2")
+	// A resumed client on a new connection: Attached, and a Gap to the
+	// others (attached ones only).
+	do(t, d, &sessionpb.Detach{Participant: "p3", Conn: conn("p3")})
+	r, effs := writes(t, d, att("p2", 5, "p2-b", true), &sessionpb.Attached{})
+	sameRecipients(t, effs, "Gap", "p1")
+	if g := effs[0].Msg.(*sessionpb.Gap); g.GetFrom() != "p2" || g.GetSession() != code || effs[0].ID != "conn-p1" || r.(*sessionpb.Welcome).GetHead() != 5 {
+		t.Fatalf("gap %v, reply %v", effs[0], r)
 	}
 	if p, _ := d.State.Participant("p2"); p.Conn.ID != "conn-p2-b" || p.Addr != "203.0.113.9:1" {
 		t.Fatalf("participant %+v", p)
 	}
-	// A resumed client: Attached even on the same connection, and a Gap to
-	// the others (attached ones only).
-	do(t, d, &sessionpb.Detach{Participant: "p3", Conn: conn("p3")})
-	_, effs = writes(t, d, att("p2", 5, "p2-b", true), &sessionpb.Attached{})
-	sameRecipients(t, effs, "Gap", "p1")
-	if g := effs[0].Msg.(*sessionpb.Gap); g.GetFrom() != "p2" || g.GetSession() != code || effs[0].ID != "conn-p1" {
-		t.Fatalf("gap %v", effs[0])
+	// The node of the old connection re-attaches it (a membership change,
+	// or its idle resync) before the client's close reached it: it must not
+	// take p2 back — pushes would go to a connection nobody reads.
+	rejects(t, d, att("p2", 0, "p2", false), session.ReasonSuperseded)
+	if p, _ := d.State.Participant("p2"); p.Conn.ID != "conn-p2-b" || !p.Attached {
+		t.Fatalf("participant taken back: %+v", p)
+	}
+	// Its Detach, when the close arrives, changes nothing either.
+	noop(t, d, &sessionpb.Detach{Participant: "p2", Conn: conn("p2")})
+	// The current connection re-attaching after its own Detach (the node
+	// thought it closed): Attached again, as the same connection.
+	do(t, d, &sessionpb.Detach{Participant: "p2", Conn: conn("p2-b")})
+	writes(t, d, att("p2", 5, "p2-b", false), &sessionpb.Attached{})
+	if p, _ := d.State.Participant("p2"); p.Conn.ID != "conn-p2-b" || !p.Attached {
+		t.Fatalf("participant %+v", p)
 	}
 	do(t, d, &sessionpb.Leave{Participant: "p2"})
 	rejects(t, d, att("p2", 0, "p2", false), session.ReasonUnknownParticipant, "left")
@@ -781,7 +795,7 @@ func TestExpire(t *testing.T) {
 		noop(t, d, &sessionpb.Expire{})
 	})
 	for name, activity := range map[string]proto.Message{
-		"attach": &sessionpb.Attach{Participant: "p2", ResumeToken: token("p2"), Conn: conn("p2-new")},
+		"attach": &sessionpb.Attach{Participant: "p2", ResumeToken: token("p2"), Conn: conn("p2-new"), Resumed: true},
 		"leave":  &sessionpb.Leave{Participant: "p2"},
 	} {
 		t.Run(name+" is activity", func(t *testing.T) {

@@ -74,12 +74,18 @@ type conn struct {
 	startSeq uint64
 
 	attachedOnce atomic.Bool
-	out          chan outMsg
-	inbox        chan proto.Message
-	kick         chan struct{}
-	overflow     atomic.Bool
-	sendQ        chan sessionwire.Frame
-	lastRecv     atomic.Int64
+	// lastPush is when the grain last pushed anything to this connection
+	// (unix nanos); resync and resyncEvery drive the idle re-attachment
+	// (Edge.resyncIdle).
+	lastPush    atomic.Int64
+	resyncing   atomic.Bool
+	resyncEvery atomic.Int64 // nanos
+	out         chan outMsg
+	inbox       chan proto.Message
+	kick        chan struct{}
+	overflow    atomic.Bool
+	sendQ       chan sessionwire.Frame
+	lastRecv    atomic.Int64
 	// lastSeq is the seq of the last durable message sent to the client.
 	lastSeq atomic.Uint64
 	acked   atomic.Uint64
@@ -149,6 +155,8 @@ func (c *conn) spawn(cl *pcluster.Cluster) error {
 // push queues a message from the session grain; when the queue is full the
 // message is dropped and the deliverer catches up from the log.
 func (c *conn) push(m proto.Message) {
+	c.lastPush.Store(time.Now().UnixNano())
+	c.resyncEvery.Store(int64(resyncMin))
 	select {
 	case c.inbox <- m:
 	default:
@@ -186,6 +194,8 @@ func (c *conn) run() {
 	if err := c.writeNow(w); err != nil {
 		return
 	}
+	c.lastPush.Store(time.Now().UnixNano())
+	c.resyncEvery.Store(int64(resyncMin))
 	c.attachedOnce.Store(true)
 	var wg sync.WaitGroup
 	wg.Add(3)
@@ -914,6 +924,9 @@ func (c *conn) reattach() {
 	defer cancel()
 	res, err := c.e.call(ctx, code, &sessionpb.Attach{Participant: p, ResumeToken: []byte(token), LastSeq: 0, Conn: c.connRef(), Addr: c.addr}, true)
 	if err != nil {
+		if c.closeIfSuperseded(err) {
+			return
+		}
 		pe := c.grainError(err, true)
 		if pe.fatal && pe.code != "unavailable" && pe.code != "internal" {
 			c.sendError(pe)
@@ -923,4 +936,71 @@ func (c *conn) reattach() {
 	if w, ok := res.(*sessionpb.Welcome); ok {
 		c.push(&sessionpb.Sync{Session: code, To: p, Head: w.GetHead()})
 	}
+}
+
+// closeIfSuperseded closes c when err says its participant resumed through
+// a newer connection (the client left this one; its close has not arrived):
+// c must neither take the participant back nor detach it.
+func (c *conn) closeIfSuperseded(err error) bool {
+	var ee *entity.Error
+	if !errors.As(err, &ee) || ee.Code != entity.CodeRejected || ee.Reason != session.ReasonSuperseded {
+		return false
+	}
+	c.log.Info("closing a connection superseded by a newer one of its participant", "session", c.sessionCode())
+	c.left.Store(true) // no Detach: the participant is bound elsewhere
+	c.send(outMsg{closeCode: websocket.StatusTryAgainLater, reason: "superseded by a newer connection"})
+	return true
+}
+
+// Idle re-attachment: a connection that the grain pushed nothing to for
+// resyncMin re-attaches (reattach: the grain binds it again if it had lost
+// it, and the welcome's head makes the deliverer read whatever was not
+// pushed). An idle session's connections back off to resyncMax; any push
+// and any resync that finds the connection behind reset the interval. This
+// is anti-entropy, not the delivery path: it bounds how long a receiver can
+// miss frames the log holds when pushes went astray, as chaos runs of
+// partitions between five nodes showed (docs/chaos.md).
+const (
+	resyncMin = 5 * time.Second
+	resyncMax = 60 * time.Second
+)
+
+// resync re-attaches c if it is due at now; it runs in its own goroutine.
+func (c *conn) resync() {
+	defer c.resyncing.Store(false)
+	before := c.lastSeq.Load()
+	c.mu.Lock()
+	code, p, token := c.code, c.participant, c.resumeToken
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(c.ctx, c.e.cfg.CallTimeout)
+	res, err := c.e.call(ctx, code, &sessionpb.Attach{Participant: p, ResumeToken: []byte(token), Conn: c.connRef(), Addr: c.addr}, true)
+	cancel()
+	now := time.Now()
+	c.lastPush.Store(now.UnixNano()) // the next resync is an interval away
+	if err != nil {
+		if c.closeIfSuperseded(err) {
+			c.e.m.resyncs.WithLabelValues("superseded").Inc()
+			return
+		}
+		c.e.m.resyncs.WithLabelValues("failed").Inc()
+		if pe := c.grainError(err, true); pe.fatal && pe.code != "unavailable" && pe.code != "internal" {
+			c.sendError(pe)
+		}
+		return
+	}
+	w, ok := res.(*sessionpb.Welcome)
+	if !ok {
+		return
+	}
+	next := int64(resyncMin)
+	if w.GetHead() > before {
+		c.e.m.resyncs.WithLabelValues("behind").Inc()
+		c.log.Warn("connection was behind its session: messages meant for it had not been pushed; reading them from the log",
+			"session", code, "participant", p, "delivered_through", before, "head", w.GetHead())
+	} else {
+		c.e.m.resyncs.WithLabelValues("current").Inc()
+		next = min(2*c.resyncEvery.Load(), int64(resyncMax))
+	}
+	c.push(&sessionpb.Sync{Session: code, To: p, Head: w.GetHead()})
+	c.resyncEvery.Store(next) // after push, which resets it
 }

@@ -78,12 +78,14 @@ type Edge struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu       sync.Mutex
-	conns    map[string]*conn
-	sys      *pcluster.Cluster // the cluster connection actors are spawned on
-	closing  bool
-	isolated error // why the node is cut off from the cluster (nil: it is not)
-	count    atomic.Int64
+	mu    sync.Mutex
+	conns map[string]*conn
+	// resyncSem bounds the idle re-attachments in flight (resyncIdle).
+	resyncSem chan struct{}
+	sys       *pcluster.Cluster // the cluster connection actors are spawned on
+	closing   bool
+	isolated  error // why the node is cut off from the cluster (nil: it is not)
+	count     atomic.Int64
 
 	flushConns sync.Map // remote address -> *flushConn (see Listener)
 }
@@ -103,7 +105,8 @@ func New(cfg Config, node Node) (*Edge, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Edge{cfg: cfg, node: node, log: cfg.Logger.With("component", "session-edge"), m: m, conns: map[string]*conn{}}
+	e := &Edge{cfg: cfg, node: node, log: cfg.Logger.With("component", "session-edge"), m: m, conns: map[string]*conn{},
+		resyncSem: make(chan struct{}, maxResyncs)}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.sys = node.Cluster()
 	e.wg.Add(3)
@@ -253,6 +256,7 @@ func (e *Edge) watch() {
 			case <-time.After(topologySettle):
 			}
 		case <-tick.C:
+			e.resyncIdle(time.Now())
 		}
 		e.mu.Lock()
 		cur := e.node.Cluster()
@@ -278,6 +282,42 @@ func (e *Edge) watch() {
 		e.mu.Unlock()
 		if len(all) > 0 {
 			e.reattachAll(all)
+		}
+	}
+}
+
+// maxResyncs bounds the idle re-attachments in flight on one edge.
+const maxResyncs = 32
+
+// resyncIdle starts the idle re-attachment (conn.resync) of every
+// connection due at now, at most maxResyncs at once across the edge.
+func (e *Edge) resyncIdle(now time.Time) {
+	e.mu.Lock()
+	var due []*conn
+	for _, c := range e.conns {
+		if !c.attachedOnce.Load() || c.left.Load() || c.ctx.Err() != nil {
+			continue
+		}
+		if now.Sub(time.Unix(0, c.lastPush.Load())) < time.Duration(c.resyncEvery.Load()) {
+			continue
+		}
+		if len(e.resyncSem) == cap(e.resyncSem) {
+			break
+		}
+		if c.resyncing.CompareAndSwap(false, true) {
+			due = append(due, c)
+		}
+	}
+	e.mu.Unlock()
+	for _, c := range due {
+		select {
+		case e.resyncSem <- struct{}{}:
+			go func() {
+				defer func() { <-e.resyncSem }()
+				c.resync()
+			}()
+		default:
+			c.resyncing.Store(false) // the next tick takes it
 		}
 	}
 }

@@ -24,6 +24,7 @@ type metrics struct {
 	streamDrops                                prometheus.Counter
 	redone                                     *prometheus.CounterVec
 	isolationCloses                            prometheus.Counter
+	resyncs                                    *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -54,13 +55,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Durable frames sent again on their own after their pipelined command failed, by why (no_activation, failed, left_out)."}, []string{"why"}),
 		isolationCloses: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_session_isolation_closes_total",
 			Help: "Client connections closed (1013) because this node was cut off from the cluster longer than session.isolation_grace."}),
+		resyncs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_session_resyncs_total",
+			Help: "Re-attachments of connections that received no push for a while, by result: current, behind (messages meant for the participant had not been pushed: they are read from the log), failed."}, []string{"result"}),
 	}
 	m.inDurable, m.inStream = m.frames.WithLabelValues("in", "durable"), m.frames.WithLabelValues("in", "stream")
 	m.outDurable, m.outStream = m.frames.WithLabelValues("out", "durable"), m.frames.WithLabelValues("out", "stream")
 	if reg != nil {
 		var errs []error
 		for _, c := range []prometheus.Collector{m.connections, m.handshakes, m.handshakeSeconds, m.refused, m.frames, m.errors,
-			m.resumes, m.catchUps, m.duplicates, m.pushDrops, m.streamDrops, m.redone, m.isolationCloses} {
+			m.resumes, m.catchUps, m.duplicates, m.pushDrops, m.streamDrops, m.redone, m.isolationCloses, m.resyncs} {
 			errs = append(errs, reg.Register(c))
 		}
 		if err := errors.Join(errs...); err != nil {
