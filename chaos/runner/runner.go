@@ -55,7 +55,10 @@ type Options struct {
 	ConvergeTimeout time.Duration
 	// LinearTimeout bounds the linearizability check (default 2 min).
 	LinearTimeout time.Duration
-	Logger        *slog.Logger
+	// Thresholds: availability outside fault windows, session resume
+	// times (zero fields take their defaults).
+	Thresholds Thresholds
+	Logger     *slog.Logger
 
 	// start, when set (tests), replaces the driver.
 	start func(ctx context.Context, dir string) (Driver, error)
@@ -136,7 +139,7 @@ func (o Options) scenario() (nemesis.Scenario, error) {
 
 // Validate reports every bad option at once.
 func (o Options) Validate() error {
-	var errs []error
+	errs := o.Thresholds.validate()
 	if o.Nodes < 3 || o.Nodes > 9 {
 		errs = append(errs, fmt.Errorf("--nodes %d: must be 3..9 (faults take one node at a time; a majority must remain)", o.Nodes))
 	}
@@ -205,6 +208,16 @@ func (o Options) ReplayCommand() string {
 	}
 	if len(o.NodeArgs) > 0 {
 		cmd += fmt.Sprintf(" --node-args %q", strings.Join(o.NodeArgs, " "))
+	}
+	th, def := o.Thresholds.withDefaults(), Thresholds{}.withDefaults()
+	if th.Grace != def.Grace {
+		cmd += fmt.Sprintf(" --availability-grace %v", th.Grace)
+	}
+	if th.ResumeP99 != def.ResumeP99 {
+		cmd += fmt.Sprintf(" --resume-p99 %v", th.ResumeP99)
+	}
+	if th.ResumeMax != def.ResumeMax {
+		cmd += fmt.Sprintf(" --resume-max %v", th.ResumeMax)
 	}
 	return cmd
 }
@@ -324,6 +337,7 @@ func Run(ctx context.Context, o Options) (*report.Report, error) {
 		}
 	}
 	stopLoad()
+	stopped := rep.Since(time.Now())
 	wg.Wait()
 	log.Info("workload stopped", "log", fmt.Sprintf("%+v", logW.Stats()))
 	if ctx.Err() != nil {
@@ -396,7 +410,9 @@ func Run(ctx context.Context, o Options) (*report.Report, error) {
 		work["sessions"] = st
 	}
 	rep.Workload = work
-	rep.Finish(time.Now())
+	rep.Finish(time.Now()) // the per-second table, which the thresholds judge
+	judgeThresholds(rep, o.Thresholds, stopped, sessions != nil)
+	rep.Finish(rep.Finished)
 	path, werr := rep.Write(o.Report)
 	if werr != nil {
 		return rep, werr

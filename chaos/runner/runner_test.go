@@ -53,7 +53,7 @@ func TestProcessRunKillScenario(t *testing.T) {
 	for _, c := range rep.Checks {
 		names = append(names, c.Name)
 	}
-	if want := []string{check.AppendsName, check.LinearName, check.ProjectionsName, check.FramesName}; strings.Join(names, ",") != strings.Join(want, ",") {
+	if want := []string{check.AppendsName, check.LinearName, check.ProjectionsName, check.FramesName, check.AvailabilityName, check.ResumesName}; strings.Join(names, ",") != strings.Join(want, ",") {
 		t.Errorf("checks %v, want %v", names, want)
 	}
 

@@ -47,6 +47,9 @@ func chaosCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	sessions := fs.Int("sessions", 2, "session pairs exchanging durable frames (0: log workload only)")
 	nodeArgs := fs.String("node-args", "", "extra arguments for every node, space-separated")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error (progress on stderr)")
+	fs.DurationVar(&o.Thresholds.Grace, "availability-grace", 5*time.Second, "how long after a fault healed the cluster may serve nothing (log operations; with sessions, durable frames) before the availability check fails")
+	fs.DurationVar(&o.Thresholds.ResumeP99, "resume-p99", 2*time.Second, "the highest 99th percentile of session resume times that passes")
+	fs.DurationVar(&o.Thresholds.ResumeMax, "resume-max", 10*time.Second, "the longest single session resume that passes")
 	diskSize := fs.String("disk-size", "512MiB", "scenarios with diskfull: the size of each node's data file system (a tmpfs; root)")
 	if err := parseFlags(fs, "switchboard chaos run [flags]", args[1:], stdout); err != nil {
 		return err
