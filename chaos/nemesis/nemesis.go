@@ -66,10 +66,18 @@ const (
 	// tmpfs the driver mounts for every node) and frees it when the fault
 	// ends, restarting the node if it died meanwhile.
 	DiskFull Kind = "diskfull"
+	// Member changes the membership under load: a new node joins (the
+	// leader adds it as a non-voter and promotes it once caught up), then
+	// the target node is stopped gracefully and retired for good (the
+	// leader removes it from the Raft configuration after the dead-server
+	// grace); the fault ends when the configuration holds as many voters
+	// as before, the new one among them, and no non-voter. Drivers that can
+	// add nodes (process, netns).
+	Member Kind = "member"
 )
 
 // kinds are the valid fault kinds.
-var kinds = []Kind{Kill, Pause, Restart, Isolate, Delay, Loss, OneWay, Halves, Ring, DiskFull}
+var kinds = []Kind{Kill, Pause, Restart, Isolate, Delay, Loss, OneWay, Halves, Ring, DiskFull, Member}
 
 // Partitions reports whether k cuts links between nodes (rather than acting
 // on one node): the fault hits a set of nodes, drawn by PartitionFor.
@@ -178,6 +186,10 @@ var builtins = map[string]Scenario{
 	// that mount a small tmpfs per node: root).
 	"diskfull": {Name: "diskfull", Faults: []Choice{{DiskFull, Random, 1}, {DiskFull, Leader, 1}, {DiskFull, Session, 1}},
 		MinGap: sec(2), MaxGap: sec(4), MinDown: sec(2), MaxDown: sec(6), Settle: sec(3)},
+	// membership: replace a random node, the leader or a session client's
+	// node by a new one, under load (drivers that can add nodes).
+	"membership": {Name: "membership", Faults: []Choice{{Member, Random, 1}, {Member, Leader, 1}, {Member, Session, 1}},
+		MinGap: sec(2), MaxGap: sec(4), MinDown: sec(0.5), MaxDown: sec(1), Settle: sec(3)},
 	// none: no faults (a baseline; the checkers must pass).
 	"none": {Name: "none", MinGap: sec(1), MaxGap: sec(1), MinDown: sec(1), MaxDown: sec(1), Settle: sec(1)},
 }

@@ -59,3 +59,25 @@ type Admin interface {
 	AdminEndpoints() []string
 	AdminCredential(ctx context.Context) (name, password string, err error)
 }
+
+// Members is a driver that can change the cluster's membership (the member
+// nemesis): add a node that joins the running cluster, and retire a node
+// for good. A retired node is stopped gracefully and never started again;
+// the runner neither targets nor checks it afterwards. Voters reports the
+// Raft configuration as the leader knows it. AddNode's process lives as
+// long as its ctx.
+type Members interface {
+	AddNode(ctx context.Context) (int, error)
+	Retire(i int) error
+	Retired(i int) bool
+	Voters(ctx context.Context) (voters, nonvoters int, err error)
+	// Initial is the number of nodes started with the cluster: the ones
+	// the workloads' clients know.
+	Initial() int
+}
+
+// retired reports whether node i of d was retired by the member nemesis.
+func retired(d Driver, i int) bool {
+	m, ok := d.(Members)
+	return ok && m.Retired(i)
+}

@@ -8,6 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -28,11 +31,18 @@ type processDriver struct {
 	tls    *tls.Config
 	paused []bool
 	disks  *tmpfsDisks // nil unless the nodes' data is on a tmpfs each
+	binary string
+	// mu guards the node slices against AddNode (the member nemesis) while
+	// workloads read them.
+	mu      sync.Mutex
+	retired []bool
+	initial int
 }
 
 var (
-	_ Driver = (*processDriver)(nil)
-	_ Disks  = (*processDriver)(nil)
+	_ Driver  = (*processDriver)(nil)
+	_ Disks   = (*processDriver)(nil)
+	_ Members = (*processDriver)(nil)
 )
 
 // startProcess starts n nodes of binary with data and logs under dir. co
@@ -44,7 +54,7 @@ func startProcess(ctx context.Context, binary string, n int, dir string, extra [
 	if _, err := rand.Read(tok[:]); err != nil {
 		return nil, fmt.Errorf("process driver: %w", err)
 	}
-	d := &processDriver{token: hex.EncodeToString(tok[:]), paused: make([]bool, n)}
+	d := &processDriver{token: hex.EncodeToString(tok[:]), paused: make([]bool, n), retired: make([]bool, n), binary: binary, initial: n}
 	if diskSize > 0 {
 		d.disks = &tmpfsDisks{size: diskSize}
 		prepare := co.Prepare
@@ -93,6 +103,8 @@ func startProcess(ctx context.Context, binary string, n int, dir string, extra [
 }
 
 func (d *processDriver) Nodes() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	out := make([]string, len(d.c.Nodes))
 	for i, nd := range d.c.Nodes {
 		out[i] = nd.ID
@@ -100,7 +112,86 @@ func (d *processDriver) Nodes() []string {
 	return out
 }
 
-func (d *processDriver) LogClients() []eventspb.LogClient { return d.logs }
+func (d *processDriver) LogClients() []eventspb.LogClient {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]eventspb.LogClient(nil), d.logs...)
+}
+
+// AddNode starts one more node, which joins the running cluster; it returns
+// once the node's API is dialled (not ready: the leader adds it first).
+func (d *processDriver) AddNode(ctx context.Context) (int, error) {
+	d.mu.Lock()
+	nd, err := d.c.AddNode(ctx, d.binary)
+	d.mu.Unlock()
+	if err != nil {
+		return -1, fmt.Errorf("process driver: add node: %w", err)
+	}
+	dial, err := d.c.DialOption()
+	if err != nil {
+		return -1, fmt.Errorf("process driver: %w", err)
+	}
+	cc, err := grpc.NewClient(nd.APIAddr, dial)
+	if err != nil {
+		return -1, fmt.Errorf("process driver: dial %s: %w", nd.APIAddr, err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.conns = append(d.conns, cc)
+	d.logs = append(d.logs, eventspb.NewLogClient(cc))
+	d.paused = append(d.paused, false)
+	d.retired = append(d.retired, false)
+	return len(d.c.Nodes) - 1, nil
+}
+
+// Retire stops node i gracefully for good: it leaves the gossip membership
+// and the leader removes it from Raft after the dead-server grace.
+func (d *processDriver) Retire(i int) error {
+	d.mu.Lock()
+	d.retired[i] = true
+	d.mu.Unlock()
+	return d.c.Nodes[i].Proc.Stop(15 * time.Second)
+}
+
+func (d *processDriver) Initial() int { return d.initial }
+
+func (d *processDriver) Retired(i int) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return i < len(d.retired) && d.retired[i]
+}
+
+// Voters reads the Raft configuration's voters and non-voters as the
+// leader knows it (its switchboard_voters_* gauges).
+func (d *processDriver) Voters(ctx context.Context) (int, int, error) {
+	l, err := d.c.Leader(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	body, err := d.c.Metrics(ctx, l)
+	if err != nil {
+		return 0, 0, err
+	}
+	v, okV := metricValue(body, "switchboard_voters_voters")
+	nv, okN := metricValue(body, "switchboard_voters_nonvoters")
+	if !okV || !okN {
+		return 0, 0, fmt.Errorf("%s exports no switchboard_voters_* gauges", d.c.Nodes[l].ID)
+	}
+	return int(v), int(nv), nil
+}
+
+// metricValue finds an unlabelled sample in a Prometheus text exposition.
+func metricValue(body, name string) (float64, bool) {
+	for _, line := range strings.Split(body, "\n") {
+		rest, ok := strings.CutPrefix(line, name+" ")
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		return v, err == nil
+	}
+	return 0, false
+}
 
 func (d *processDriver) SessionClient() (sessionclient.Config, string) {
 	var nodes []string
@@ -129,7 +220,11 @@ func (d *processDriver) Resume(i int) error {
 	return d.c.Nodes[i].Proc.Signal(syscall.SIGCONT)
 }
 
-func (d *processDriver) Up(i int) bool { return d.c.Nodes[i].Proc.Running() && !d.paused[i] }
+func (d *processDriver) Up(i int) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.c.Nodes[i].Proc.Running() && !d.paused[i]
+}
 
 func (d *processDriver) Leader(ctx context.Context) (int, error) { return d.c.Leader(ctx) }
 
@@ -161,6 +256,8 @@ func (d *processDriver) Exited(i int) bool {
 var _ Admin = (*processDriver)(nil)
 
 func (d *processDriver) AdminEndpoints() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	out := make([]string, len(d.c.Nodes))
 	for i, nd := range d.c.Nodes {
 		out[i] = nd.AdminAddr

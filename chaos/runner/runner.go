@@ -108,6 +108,11 @@ func kindProblem(driver string, k nemesis.Kind) string {
 			return "needs root (each node's data directory is a tmpfs the driver mounts)"
 		}
 		return ""
+	case nemesis.Member:
+		if driver != "process" {
+			return "only the process driver can add nodes (use --driver process)"
+		}
+		return ""
 	}
 	switch driver {
 	case "process":
@@ -258,6 +263,10 @@ func Run(ctx context.Context, o Options) (*report.Report, error) {
 	if sc.Uses(nemesis.DiskFull) {
 		disk = o.DiskSize
 	}
+	if sc.Uses(nemesis.Member) {
+		// Before the user's own arguments, which win.
+		o.NodeArgs = append(append([]string(nil), memberNodeArgs...), o.NodeArgs...)
+	}
 	var d Driver
 	switch {
 	case o.start != nil:
@@ -344,7 +353,7 @@ func Run(ctx context.Context, o Options) (*report.Report, error) {
 		return nil, fmt.Errorf("chaos: interrupted: %w", ctx.Err())
 	}
 	for i := range d.Nodes() {
-		if !d.Up(i) {
+		if !retired(d, i) && !d.Up(i) {
 			fail("node %s still down at the end of the run (a fault did not heal)", d.Nodes()[i])
 		}
 	}
@@ -366,6 +375,9 @@ func Run(ctx context.Context, o Options) (*report.Report, error) {
 	final := map[string]map[string][]check.Event{}
 	streams := logW.Streams()
 	for i, c := range d.LogClients() {
+		if retired(d, i) {
+			continue
+		}
 		rctx, cancel := context.WithTimeout(ctx, o.ConvergeTimeout)
 		got, err := workload.ReadAll(rctx, c, streams)
 		cancel()
@@ -386,7 +398,13 @@ func Run(ctx context.Context, o Options) (*report.Report, error) {
 		}
 	}
 	if a, ok := d.(Admin); ok {
-		before, after, err := projectionDigests(ctx, admin, a.AdminEndpoints(), d.Nodes(), 30*time.Second)
+		var ends, names []string
+		for i, e := range a.AdminEndpoints() {
+			if !retired(d, i) {
+				ends, names = append(ends, e), append(names, d.Nodes()[i])
+			}
+		}
+		before, after, err := projectionDigests(ctx, admin, ends, names, 30*time.Second)
 		if err != nil {
 			fail("projection digests: %v", err)
 		} else {
@@ -394,7 +412,7 @@ func Run(ctx context.Context, o Options) (*report.Report, error) {
 			for _, ds := range before {
 				n = len(ds)
 			}
-			rep.AddCheck(check.ProjectionsName, fmt.Sprintf("%d projections × %d nodes, and again after a rebuild from position 1", n, len(d.Nodes())),
+			rep.AddCheck(check.ProjectionsName, fmt.Sprintf("%d projections × %d nodes, and again after a rebuild from position 1", n, len(names)),
 				append(check.Projections(before), check.Projections(after)...))
 		}
 	}
@@ -431,11 +449,11 @@ func Run(ctx context.Context, o Options) (*report.Report, error) {
 func inject(ctx context.Context, d Driver, plan []nemesis.Fault, rep *report.Report, sessions *workload.Sessions, log *slog.Logger) []report.FaultRecord {
 	var out []report.FaultRecord
 	next := 0 // the node the next fault with target "next" hits
-	names := d.Nodes()
 	for _, f := range plan {
 		if !sleepUntil(ctx, rep.Started.Add(f.At)) {
 			return out
 		}
+		names := d.Nodes() // the member nemesis adds nodes
 		rec := report.FaultRecord{Fault: f, Started: rep.Since(time.Now())}
 		v, why := resolve(ctx, d, f, sessions, next)
 		if f.Target == nemesis.Next && v.node >= 0 {
@@ -449,7 +467,7 @@ func inject(ctx context.Context, d Driver, plan []nemesis.Fault, rep *report.Rep
 			continue
 		}
 		rec.Node, rec.Nodes = v.describe(names)
-		heal, err := apply(d, f.Kind, v, log)
+		heal, err := apply(ctx, d, f.Kind, v, log)
 		if err != nil {
 			rec.Note = err.Error()
 		}
@@ -509,9 +527,11 @@ func healWith(f func(context.Context) error) healFunc {
 var healNothing = healWith(func(context.Context) error { return nil })
 
 // apply starts a fault of kind k on its victims and returns what ends it.
-func apply(d Driver, k nemesis.Kind, v victims, log *slog.Logger) (healFunc, error) {
+func apply(ctx context.Context, d Driver, k nemesis.Kind, v victims, log *slog.Logger) (healFunc, error) {
 	i := v.node
 	switch k {
+	case nemesis.Member:
+		return replaceNode(ctx, d, i, log)
 	case nemesis.Kill:
 		return healWith(func(ctx context.Context) error { return d.Restart(ctx, i) }), d.Kill(i)
 	case nemesis.Restart:
@@ -566,6 +586,9 @@ func resolve(ctx context.Context, d Driver, f nemesis.Fault, sessions *workload.
 	none := victims{node: -1}
 	var up []int
 	for i, n := range d.Nodes() {
+		if retired(d, i) {
+			continue
+		}
 		if !d.Up(i) {
 			return none, n + " is still down"
 		}
@@ -596,7 +619,7 @@ func resolve(ctx context.Context, d Driver, f nemesis.Fault, sessions *workload.
 	}
 	switch f.Target {
 	case nemesis.Next:
-		return victims{node: next % len(up)}, ""
+		return victims{node: up[next%len(up)]}, ""
 	case nemesis.Leader:
 		i, why := leader()
 		return victims{node: i}, why

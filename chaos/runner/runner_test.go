@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/switchboard-io/switchboard/chaos/check"
+	"github.com/switchboard-io/switchboard/chaos/nemesis"
 	"github.com/switchboard-io/switchboard/chaos/report"
 )
 
@@ -19,28 +20,9 @@ import (
 // happen as planned, every checker runs and passes, and the report on disk
 // says so and holds the command that replays the run.
 func TestProcessRunKillScenario(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts node processes: skipped under -short")
-	}
-	bin := testBinary(t)
 	dir := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	o := Options{Scenario: "kill", Duration: 20 * time.Second, Seed: 7, Report: dir, Binary: bin, Sessions: 1,
-		LogGroups: 2, LogClientsPerGroup: 2, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	rep, err := Run(ctx, o)
-	if err != nil {
-		if rep != nil {
-			t.Log(rep.Summary())
-		}
-		for _, n := range []string{"n1", "n2", "n3"} {
-			if b, rerr := os.ReadFile(filepath.Join(dir, "cluster", n+".log")); rerr == nil {
-				t.Logf("--- %s log tail ---\n%s", n, tail(string(b), 3000))
-			}
-		}
-		t.Fatal(err)
-	}
-	t.Log(rep.Summary())
+	rep := runProcessScenario(t, Options{Scenario: "kill", Duration: 20 * time.Second, Seed: 7, Report: dir, Sessions: 1,
+		LogGroups: 2, LogClientsPerGroup: 2})
 	if len(rep.Plan) == 0 || len(rep.Faults) != len(rep.Plan) {
 		t.Fatalf("planned %d faults, injected %d", len(rep.Plan), len(rep.Faults))
 	}
@@ -98,4 +80,59 @@ func TestOptionsValidateReportsEveryProblem(t *testing.T) {
 	if err := (Options{Scenario: "partition", Nodes: 3, Duration: time.Minute, Driver: "docker", Report: "r"}).Validate(); err != nil {
 		t.Errorf("partition on the docker driver: %v", err)
 	}
+}
+
+// The member nemesis against node processes: every fault adds a node and
+// retires one (the leader, a session client's node or any), the cluster
+// ends with as many voters as it began with, and every checker passes on
+// the nodes that remain.
+func TestProcessRunMembershipScenario(t *testing.T) {
+	rep := runProcessScenario(t, Options{Scenario: "membership", Duration: 15 * time.Second, Seed: 71, Report: t.TempDir(), Sessions: 1,
+		LogGroups: 1, LogClientsPerGroup: 2})
+	changes := 0
+	for _, f := range rep.Faults {
+		if f.Kind != nemesis.Member {
+			t.Errorf("fault %+v is not a membership change", f)
+		}
+		if f.Note != "" || f.Ready == 0 {
+			t.Errorf("membership change %+v: note %q, ready %v", f, f.Note, f.Ready)
+		}
+		changes++
+	}
+	if changes == 0 {
+		t.Fatal("no membership change happened")
+	}
+	// The replay names the shortened grace periods.
+	if !strings.Contains(rep.Replay, "--cluster-dead-server-grace 2s") {
+		t.Errorf("replay %q lacks the member nemesis' node arguments", rep.Replay)
+	}
+}
+
+// runProcessScenario runs o against node processes of the test binary (not
+// under -short) and fails the test, with the report's summary and the nodes'
+// log tails, unless the run passes.
+func runProcessScenario(t *testing.T, o Options) *report.Report {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts node processes: skipped under -short")
+	}
+	o.Binary = testBinary(t)
+	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, o)
+	if err != nil {
+		if rep != nil {
+			t.Log(rep.Summary())
+		}
+		logs, _ := filepath.Glob(filepath.Join(o.Report, "cluster", "n*.log"))
+		for _, l := range logs {
+			if b, rerr := os.ReadFile(l); rerr == nil {
+				t.Logf("--- %s tail ---\n%s", filepath.Base(l), tail(string(b), 3000))
+			}
+		}
+		t.Fatal(err)
+	}
+	t.Log(rep.Summary())
+	return rep
 }

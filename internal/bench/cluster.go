@@ -468,6 +468,28 @@ func (c *LogCluster) metricsSayLeader(ctx context.Context, nd *LogNode) (bool, e
 	return parseLeaderMetric(resp.Body), nil
 }
 
+// Metrics returns node i's Prometheus text exposition (/metrics).
+func (c *LogCluster) Metrics(ctx context.Context, i int) (string, error) {
+	nd := c.Nodes[i]
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+nd.HTTPAddr+"/metrics", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("%s /metrics: %w", nd.ID, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("%s /metrics: %s", nd.ID, resp.Status)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return "", fmt.Errorf("%s /metrics: %w", nd.ID, err)
+	}
+	return string(b), nil
+}
+
 // parseLeaderMetric reports whether a Prometheus text exposition contains
 // switchboard_raft_state{state="Leader"} with value 1.
 func parseLeaderMetric(r io.Reader) bool {
