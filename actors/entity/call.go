@@ -92,7 +92,14 @@ func Idempotent(attempt time.Duration) CallOption {
 // commands; otherwise it returns an error matching ErrUnavailable, since the
 // command may have taken effect. Replies that are entitypb.Error come back as
 // *Error.
+//
+// c may be nil (the node's actor system is restarting, e.g. while it rejoins
+// after being declared dead): Call then fails at once with an error matching
+// ErrUnavailable, and the caller retries with the node's next cluster.
 func Call(ctx context.Context, c *pcluster.Cluster, kind, id string, cmd proto.Message, opts ...CallOption) (proto.Message, error) {
+	if c == nil {
+		return nil, &Error{Kind: kind, ID: id, Code: CodeUnavailable, Message: "the node's actor system is not running (rejoining the cluster)"}
+	}
 	cfg := callConfig{}
 	for _, o := range opts {
 		o(&cfg)

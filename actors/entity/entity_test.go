@@ -92,3 +92,13 @@ func TestErrorMatchesSentinels(t *testing.T) {
 		}
 	}
 }
+
+// While a node's actor system restarts (a rejoin), callers hold no cluster:
+// Call fails at once as unavailable instead of dereferencing it (an admin
+// bootstrap crashed the node that way while it waited to rejoin).
+func TestCallWithoutClusterIsUnavailable(t *testing.T) {
+	_, err := entity.Call(t.Context(), nil, "account", "admin", &counter.Add{Delta: 1})
+	if !errors.Is(err, entity.ErrUnavailable) || !strings.Contains(err.Error(), "not running") {
+		t.Fatalf("Call without a cluster: %v, want ErrUnavailable", err)
+	}
+}
