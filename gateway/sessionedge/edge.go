@@ -85,6 +85,7 @@ type Edge struct {
 	sys       *pcluster.Cluster // the cluster connection actors are spawned on
 	closing   bool
 	isolated  error // why the node is cut off from the cluster (nil: it is not)
+	refusing  error // set once it has been cut off for refuseAfter: new clients are refused
 	count     atomic.Int64
 
 	flushConns sync.Map // remote address -> *flushConn (see Listener)
@@ -158,7 +159,7 @@ func (e *Edge) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e.mu.Lock()
-	closing, isolated := e.closing, e.isolated
+	closing, isolated := e.closing, e.refusing
 	e.mu.Unlock()
 	if closing {
 		http.Error(w, "node shutting down", http.StatusServiceUnavailable)
@@ -339,9 +340,15 @@ func (e *Edge) reattachAll(all []*conn) {
 	wg.Wait()
 }
 
+// refuseAfter is how long the node must have been cut off before it refuses
+// new client connections (existing ones are closed after
+// Config.IsolationGrace): long enough not to refuse during an election.
+const refuseAfter = time.Second
+
 // watchIsolation closes every client connection with close code 1013 once
 // the node has been cut off from the cluster (no Raft leader, not caught
-// up) for Config.IsolationGrace, and refuses new ones until it is back:
+// up) for Config.IsolationGrace, and refuses new ones (after refuseAfter
+// already) until it is back:
 // clients then resume on a node that can serve them instead of waiting on
 // one that cannot (a partition, a lost quorum). Shorter troubles — an
 // election after a leader died — do not disconnect anyone.
@@ -360,7 +367,7 @@ func (e *Edge) watchIsolation() {
 			since = time.Time{}
 			e.mu.Lock()
 			was := e.isolated
-			e.isolated = nil
+			e.isolated, e.refusing = nil, nil
 			e.mu.Unlock()
 			if was != nil {
 				e.log.Info("node back in the cluster: accepting session clients again")
@@ -369,6 +376,14 @@ func (e *Edge) watchIsolation() {
 		}
 		if since.IsZero() {
 			since = time.Now()
+		}
+		if time.Since(since) >= min(refuseAfter, e.cfg.IsolationGrace) {
+			// New clients go elsewhere at once: a handshake here would
+			// wait for a session it cannot reach (a resume hung for the
+			// client's whole handshake timeout, 10 s, in a chaos run).
+			e.mu.Lock()
+			e.refusing = err
+			e.mu.Unlock()
 		}
 		if time.Since(since) < e.cfg.IsolationGrace {
 			continue
