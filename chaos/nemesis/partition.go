@@ -17,6 +17,34 @@ type Partition struct {
 	Order []int    // ring: the nodes around the ring
 }
 
+// Map returns the partition with every node k renamed to to[k] (PartitionFor
+// numbers the nodes it is given 0..n-1; to maps them back to the cluster's
+// indexes when some nodes are not part of it).
+func (p Partition) Map(to []int) Partition {
+	var out Partition
+	for _, c := range p.Cut {
+		a, b := to[c[0]], to[c[1]]
+		out.Cut = append(out.Cut, [2]int{min(a, b), max(a, b)})
+	}
+	slices.SortFunc(out.Cut, func(x, y [2]int) int {
+		if x[0] != y[0] {
+			return x[0] - y[0]
+		}
+		return x[1] - y[1]
+	})
+	for _, side := range p.Sides {
+		var ms []int
+		for _, k := range side {
+			ms = append(ms, to[k])
+		}
+		out.Sides = append(out.Sides, ms)
+	}
+	for _, k := range p.Order {
+		out.Order = append(out.Order, to[k])
+	}
+	return out
+}
+
 // Nodes returns every node the partition separates from some other node.
 func (p Partition) Nodes() []int {
 	var out []int

@@ -33,7 +33,17 @@ func replaceNode(ctx context.Context, d Driver, i int, log *slog.Logger) (healFu
 	names := func(i int) string { return d.Nodes()[i] }
 	cctx, cancel := context.WithTimeout(ctx, memberTimeout)
 	defer cancel()
-	before, _, err := m.Voters(cctx)
+	var err error
+	var before int
+	for {
+		pctx, cancel := context.WithTimeout(cctx, 2*time.Second)
+		before, _, err = m.Voters(pctx)
+		cancel()
+		if err == nil || cctx.Err() != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if err != nil {
 		return healNothing, fmt.Errorf("member: the leader's voters: %w", err)
 	}
@@ -92,7 +102,11 @@ func waitVoters(ctx context.Context, m Members, want int) error {
 	defer tick.Stop()
 	var last string
 	for {
-		v, nv, err := m.Voters(ctx)
+		// Each poll on its own deadline: one hung request must not use up
+		// the whole wait.
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		v, nv, err := m.Voters(pctx)
+		cancel()
 		if err == nil && v == want && nv == 0 {
 			return nil
 		}

@@ -90,7 +90,10 @@ func nodeIndex(id string) int {
 }
 
 func (d *netnsDriver) faults() netFaults {
-	return netFaults{exec: d.net.exec, ip: d.net.ip, n: len(d.isolated), dev: "eth0"}
+	d.mu.Lock()
+	n := len(d.isolated)
+	d.mu.Unlock()
+	return netFaults{exec: d.net.exec, ip: d.net.ip, n: n, dev: "eth0"}
 }
 
 // mark sets one of node i's flags (also when the change failed halfway:
@@ -150,10 +153,19 @@ func (d *netnsDriver) Mend() error {
 	return errors.Join(errs...)
 }
 
-// AddNode is not supported here yet (the fault flags are sized at start):
-// kindProblem keeps the member nemesis away from this driver.
-func (d *netnsDriver) AddNode(context.Context) (int, error) {
-	return -1, errors.New("the netns driver cannot add nodes yet")
+// AddNode starts a node in a namespace of its own (created by the cluster
+// starter's Prepare) that joins the running cluster.
+func (d *netnsDriver) AddNode(ctx context.Context) (int, error) {
+	i, err := d.processDriver.AddNode(ctx)
+	if err != nil {
+		return -1, fmt.Errorf("netns driver: %w", err)
+	}
+	d.mu.Lock()
+	for len(d.isolated) <= i {
+		d.isolated, d.shaped, d.cuts = append(d.isolated, false), append(d.shaped, false), append(d.cuts, false)
+	}
+	d.mu.Unlock()
+	return i, nil
 }
 
 func (d *netnsDriver) Up(i int) bool {

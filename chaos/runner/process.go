@@ -161,23 +161,48 @@ func (d *processDriver) Retired(i int) bool {
 	return i < len(d.retired) && d.retired[i]
 }
 
-// Voters reads the Raft configuration's voters and non-voters as the
-// leader knows it (its switchboard_voters_* gauges).
+// Voters reads the Raft configuration's voters and non-voters from every
+// running node's switchboard_voters_* gauges (each node's own view); they
+// count only when every node that answered within a second agrees, so that
+// a change is seen once it has spread. No leader lookup: a node that hangs
+// is skipped rather than waited for.
 func (d *processDriver) Voters(ctx context.Context) (int, int, error) {
-	l, err := d.c.Leader(ctx)
-	if err != nil {
-		return 0, 0, err
+	d.mu.Lock()
+	var idx []int
+	for i, nd := range d.c.Nodes {
+		if !d.retired[i] && nd.Proc.Running() && !d.paused[i] {
+			idx = append(idx, i)
+		}
 	}
-	body, err := d.c.Metrics(ctx, l)
-	if err != nil {
-		return 0, 0, err
+	d.mu.Unlock()
+	type view struct{ v, nv int }
+	var views []view
+	var errs []error
+	for _, i := range idx {
+		nctx, cancel := context.WithTimeout(ctx, time.Second)
+		body, err := d.c.Metrics(nctx, i)
+		cancel()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		v, okV := metricValue(body, "switchboard_voters_voters")
+		nv, okN := metricValue(body, "switchboard_voters_nonvoters")
+		if !okV || !okN {
+			errs = append(errs, fmt.Errorf("%s exports no switchboard_voters_* gauges", d.c.Nodes[i].ID))
+			continue
+		}
+		views = append(views, view{int(v), int(nv)})
 	}
-	v, okV := metricValue(body, "switchboard_voters_voters")
-	nv, okN := metricValue(body, "switchboard_voters_nonvoters")
-	if !okV || !okN {
-		return 0, 0, fmt.Errorf("%s exports no switchboard_voters_* gauges", d.c.Nodes[l].ID)
+	if len(views) == 0 {
+		return 0, 0, fmt.Errorf("no node answered: %w", errors.Join(errs...))
 	}
-	return int(v), int(nv), nil
+	for _, w := range views[1:] {
+		if w != views[0] {
+			return 0, 0, fmt.Errorf("the nodes do not agree yet: %v", views)
+		}
+	}
+	return views[0].v, views[0].nv, nil
 }
 
 // metricValue finds an unlabelled sample in a Prometheus text exposition.

@@ -20,6 +20,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -109,8 +110,11 @@ func kindProblem(driver string, k nemesis.Kind) string {
 		}
 		return ""
 	case nemesis.Member:
-		if driver != "process" {
-			return "only the process driver can add nodes (use --driver process)"
+		if driver == "docker" {
+			return "the docker driver cannot add nodes (use --driver process or netns)"
+		}
+		if driver == "netns" {
+			return netProblem("netns", k)
 		}
 		return ""
 	}
@@ -611,11 +615,17 @@ func resolve(ctx context.Context, d Driver, f nemesis.Fault, sessions *workload.
 				return none, why
 			}
 		}
-		p, err := nemesis.PartitionFor(f.Kind, len(up), f.Pick, l)
+		// PartitionFor numbers the running nodes 0..len(up)-1 (retired
+		// nodes are not part of it); map back to node indexes.
+		pos := -1
+		if l >= 0 {
+			pos = slices.Index(up, l)
+		}
+		p, err := nemesis.PartitionFor(f.Kind, len(up), f.Pick, pos)
 		if err != nil {
 			return none, err.Error()
 		}
-		return victims{node: -1, part: p}, ""
+		return victims{node: -1, part: p.Map(up)}, ""
 	}
 	switch f.Target {
 	case nemesis.Next:
