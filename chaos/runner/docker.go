@@ -48,6 +48,15 @@ type dockerDriver struct {
 	mu sync.Mutex // the nodes' states
 
 	disks *tmpfsDisks // nil unless each node's /data is a tmpfs of the host
+
+	// The member nemesis: identities (certificate, config, address)
+	// created up front for nodes added later, the arguments every node
+	// starts with, and how many nodes the run started with.
+	spares  []*dockerNode
+	pki     string
+	prefix  string
+	extra   []string
+	initial int
 }
 
 type dockerNode struct {
@@ -55,6 +64,8 @@ type dockerNode struct {
 	killed, paused    bool
 	isolated, shaped  bool
 	cut               bool // by a partition between nodes
+	retired           bool // by the member nemesis, for good
+	dial              grpc.DialOption
 }
 
 var (
@@ -62,7 +73,12 @@ var (
 	_ Partitioner = (*dockerDriver)(nil)
 	_ Shaper      = (*dockerDriver)(nil)
 	_ Cutter      = (*dockerDriver)(nil)
+	_ Members     = (*dockerDriver)(nil)
 )
+
+// dockerSpares is how many node identities a run with the member nemesis
+// creates beyond its nodes (each change uses one).
+const dockerSpares = 24
 
 // inNetns runs a host tool (tc, iptables) in node i's network namespace.
 func (d *dockerDriver) inNetns(i int, args ...string) error {
@@ -143,9 +159,9 @@ func docker(ctx context.Context, args ...string) (string, error) {
 // With diskSize > 0 (root), each node's /data is a tmpfs of that size
 // mounted in the host (DIR/disk-nI) and bound into the container, for the
 // diskfull nemesis.
-func startDocker(ctx context.Context, image string, n int, dir string, extra []string, diskSize int64, log *slog.Logger) (_ *dockerDriver, err error) {
+func startDocker(ctx context.Context, image string, n int, dir string, extra []string, diskSize int64, spares int, log *slog.Logger) (_ *dockerDriver, err error) {
 	d := &dockerDriver{id: fmt.Sprintf("sbchaos%d", rand.Uint32()%1e8), image: image, dir: dir, log: log,
-		http: &http.Client{Timeout: 2 * time.Second}}
+		http: &http.Client{Timeout: 2 * time.Second}, extra: extra, initial: n}
 	defer func() {
 		if err != nil {
 			_ = d.Stop()
@@ -166,17 +182,23 @@ func startDocker(ctx context.Context, image string, n int, dir string, extra []s
 			return nil, fmt.Errorf("docker driver: %w", err)
 		}
 	}
+	d.prefix = prefix
 	var spec []string
-	for i := range n {
+	for i := range n + spares {
 		nd := &dockerNode{id: fmt.Sprintf("n%d", i+1), ip: fmt.Sprintf("%s.%d", prefix, 11+i)}
 		nd.container = d.id + "-" + nd.id
-		d.nodes = append(d.nodes, nd)
+		if i < n {
+			d.nodes = append(d.nodes, nd)
+		} else {
+			d.spares = append(d.spares, nd)
+		}
 		spec = append(spec, nd.id+"="+nd.ip)
 	}
 
 	// Credentials: init-cluster and a client certificate in the pki volume,
 	// copied out of the stopped init container.
 	pki := d.id + "-pki"
+	d.pki = pki
 	if _, err := docker(ctx, "create", "--name", pki, "-v", pki+":/etc/switchboard", "--network", "none", image,
 		"init-cluster", "--dir", "/etc/switchboard", "--nodes", strings.Join(spec, ",")); err != nil {
 		return nil, fmt.Errorf("docker driver: %w", err)
@@ -224,47 +246,137 @@ func startDocker(ctx context.Context, image string, n int, dir string, extra []s
 		// The image runs as 65532:65532.
 		d.disks = &tmpfsDisks{size: diskSize, opts: "uid=65532,gid=65532"}
 	}
-	for i, nd := range d.nodes {
-		data := d.id + "-" + nd.id + "-data"
-		if d.disks != nil {
-			data = d.DiskDir(i)
-			if err := d.disks.mount(data); err != nil {
-				return nil, fmt.Errorf("docker driver: %w", err)
-			}
-		}
+	for _, nd := range d.nodes {
 		var join []string
 		for _, o := range d.nodes {
 			if o != nd {
 				join = append(join, o.ip+":7403")
 			}
 		}
-		args := []string{"run", "-d", "--name", nd.container, "--hostname", nd.id, "--network", d.network, "--ip", nd.ip,
-			"-v", data + ":/data", "-v", pki + ":/etc/switchboard:ro",
-			"-e", "SWITCHBOARD_CONFIG=/etc/switchboard/" + nd.id + ".toml",
-			"-e", "SWITCHBOARD_RAFT_ADVERTISE=" + nd.ip + ":7400", "-e", "SWITCHBOARD_API_ADVERTISE=" + nd.ip + ":7401",
-			"-e", "SWITCHBOARD_GOSSIP_ADVERTISE=" + nd.ip + ":7403", "-e", "SWITCHBOARD_ACTOR_ADVERTISE=" + nd.ip + ":7404",
-			"-e", "SWITCHBOARD_JOIN=" + strings.Join(join, ","), "-e", fmt.Sprintf("SWITCHBOARD_BOOTSTRAP_EXPECT=%d", n),
-			// The harness reaches the admin API from the host (the gateway).
-			"-e", "SWITCHBOARD_ADMIN_TRUSTED_NETWORKS=127.0.0.0/8," + prefix + ".1/32",
-			image, "serve"}
-		if _, err := docker(ctx, append(args, extra...)...); err != nil {
-			return nil, fmt.Errorf("docker driver: %w", err)
+		if err := d.startContainer(ctx, nd, join, n); err != nil {
+			return nil, err
 		}
-		log.Info("started node", "node", nd.id, "container", nd.container, "ip", nd.ip)
 	}
 	if err := d.WaitReady(ctx, 90*time.Second); err != nil {
 		return nil, err
 	}
 	dial := grpc.WithTransportCredentials(credentials.NewTLS(client.PeerConfig()))
+	for _, nd := range append(d.nodes, d.spares...) {
+		nd.dial = dial
+	}
 	for _, nd := range d.nodes {
-		cc, err := grpc.NewClient(nd.ip+":7401", dial)
-		if err != nil {
-			return nil, fmt.Errorf("docker driver: dial %s: %w", nd.id, err)
+		if err := d.dialNode(nd); err != nil {
+			return nil, err
 		}
-		d.conns = append(d.conns, cc)
-		d.logs = append(d.logs, eventspb.NewLogClient(cc))
 	}
 	return d, nil
+}
+
+// startContainer starts node nd's container on the run's network, joining
+// the gossip addresses in join; expect > 0 bootstraps a new cluster of that
+// many nodes, 0 joins the running one.
+func (d *dockerDriver) startContainer(ctx context.Context, nd *dockerNode, join []string, expect int) error {
+	data := d.id + "-" + nd.id + "-data"
+	if d.disks != nil {
+		data = filepath.Join(d.dir, "disk-"+nd.id)
+		if err := d.disks.mount(data); err != nil {
+			return fmt.Errorf("docker driver: %w", err)
+		}
+	}
+	args := []string{"run", "-d", "--name", nd.container, "--hostname", nd.id, "--network", d.network, "--ip", nd.ip,
+		"-v", data + ":/data", "-v", d.pki + ":/etc/switchboard:ro",
+		"-e", "SWITCHBOARD_CONFIG=/etc/switchboard/" + nd.id + ".toml",
+		"-e", "SWITCHBOARD_RAFT_ADVERTISE=" + nd.ip + ":7400", "-e", "SWITCHBOARD_API_ADVERTISE=" + nd.ip + ":7401",
+		"-e", "SWITCHBOARD_GOSSIP_ADVERTISE=" + nd.ip + ":7403", "-e", "SWITCHBOARD_ACTOR_ADVERTISE=" + nd.ip + ":7404",
+		"-e", "SWITCHBOARD_JOIN=" + strings.Join(join, ","), "-e", fmt.Sprintf("SWITCHBOARD_BOOTSTRAP_EXPECT=%d", expect),
+		// The harness reaches the admin API from the host (the gateway).
+		"-e", "SWITCHBOARD_ADMIN_TRUSTED_NETWORKS=127.0.0.0/8," + d.prefix + ".1/32",
+		d.image, "serve"}
+	if _, err := docker(ctx, append(args, d.extra...)...); err != nil {
+		return fmt.Errorf("docker driver: %w", err)
+	}
+	d.log.Info("started node", "node", nd.id, "container", nd.container, "ip", nd.ip)
+	return nil
+}
+
+// dialNode opens the harness's gRPC connection to nd's log API.
+func (d *dockerDriver) dialNode(nd *dockerNode) error {
+	cc, err := grpc.NewClient(nd.ip+":7401", nd.dial)
+	if err != nil {
+		return fmt.Errorf("docker driver: dial %s: %w", nd.id, err)
+	}
+	d.mu.Lock()
+	d.conns = append(d.conns, cc)
+	d.logs = append(d.logs, eventspb.NewLogClient(cc))
+	d.mu.Unlock()
+	return nil
+}
+
+// AddNode starts the next spare node, which joins the running cluster.
+func (d *dockerDriver) AddNode(ctx context.Context) (int, error) {
+	d.mu.Lock()
+	if len(d.spares) == 0 {
+		d.mu.Unlock()
+		return -1, errors.New("docker driver: no spare node identity left")
+	}
+	nd := d.spares[0]
+	d.spares = d.spares[1:]
+	var join []string
+	for _, o := range d.nodes {
+		if !o.retired {
+			join = append(join, o.ip+":7403")
+		}
+	}
+	d.mu.Unlock()
+	// The container is not tied to ctx: docker run -d returns at once.
+	if err := d.startContainer(ctx, nd, join, 0); err != nil {
+		return -1, err
+	}
+	if err := d.dialNode(nd); err != nil {
+		return -1, err
+	}
+	d.mu.Lock()
+	d.nodes = append(d.nodes, nd)
+	i := len(d.nodes) - 1
+	d.mu.Unlock()
+	return i, nil
+}
+
+// Retire stops node i's container gracefully, for good.
+func (d *dockerDriver) Retire(i int) error {
+	return d.set(i, func(n *dockerNode) { n.retired, n.killed = true, true }, "stop", "-t", "15", d.nodes[i].container)
+}
+
+func (d *dockerDriver) Retired(i int) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return i < len(d.nodes) && d.nodes[i].retired
+}
+
+func (d *dockerDriver) Initial() int { return d.initial }
+
+// Voters reads every running node's switchboard_voters_* gauges; they count
+// once every node that answered agrees (see processDriver.Voters).
+func (d *dockerDriver) Voters(ctx context.Context) (int, int, error) {
+	var bodies []string
+	var errs []error
+	for i := range d.Nodes() {
+		if d.Retired(i) || !d.Up(i) {
+			continue
+		}
+		nctx, cancel := context.WithTimeout(ctx, time.Second)
+		status, body, err := d.get(nctx, i, "/metrics")
+		cancel()
+		if err == nil && status != http.StatusOK {
+			err = fmt.Errorf("%s /metrics: %d", d.nodes[i].id, status)
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		bodies = append(bodies, body)
+	}
+	return agreedVoters(bodies, errs)
 }
 
 // copyOut reads one file from a container (docker cp writes a tar stream).
@@ -281,6 +393,8 @@ func copyOut(ctx context.Context, container, path string) ([]byte, error) {
 }
 
 func (d *dockerDriver) Nodes() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	out := make([]string, len(d.nodes))
 	for i, nd := range d.nodes {
 		out[i] = nd.id
@@ -288,7 +402,11 @@ func (d *dockerDriver) Nodes() []string {
 	return out
 }
 
-func (d *dockerDriver) LogClients() []eventspb.LogClient { return d.logs }
+func (d *dockerDriver) LogClients() []eventspb.LogClient {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]eventspb.LogClient(nil), d.logs...)
+}
 
 func (d *dockerDriver) SessionClient() (sessionclient.Config, string) {
 	var nodes []string

@@ -175,8 +175,7 @@ func (d *processDriver) Voters(ctx context.Context) (int, int, error) {
 		}
 	}
 	d.mu.Unlock()
-	type view struct{ v, nv int }
-	var views []view
+	var bodies []string
 	var errs []error
 	for _, i := range idx {
 		nctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -186,10 +185,22 @@ func (d *processDriver) Voters(ctx context.Context) (int, int, error) {
 			errs = append(errs, err)
 			continue
 		}
+		bodies = append(bodies, body)
+	}
+	return agreedVoters(bodies, errs)
+}
+
+// agreedVoters reads switchboard_voters_voters and _nonvoters from each
+// node's metrics; they count only when every node that answered agrees.
+// errs are the nodes that did not answer (reported when none did).
+func agreedVoters(bodies []string, errs []error) (int, int, error) {
+	type view struct{ v, nv int }
+	var views []view
+	for _, body := range bodies {
 		v, okV := metricValue(body, "switchboard_voters_voters")
 		nv, okN := metricValue(body, "switchboard_voters_nonvoters")
 		if !okV || !okN {
-			errs = append(errs, fmt.Errorf("%s exports no switchboard_voters_* gauges", d.c.Nodes[i].ID))
+			errs = append(errs, errors.New("a node exports no switchboard_voters_* gauges"))
 			continue
 		}
 		views = append(views, view{int(v), int(nv)})

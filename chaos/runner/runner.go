@@ -110,9 +110,6 @@ func kindProblem(driver string, k nemesis.Kind) string {
 		}
 		return ""
 	case nemesis.Member:
-		if driver == "docker" {
-			return "the docker driver cannot add nodes (use --driver process or netns)"
-		}
 		if driver == "netns" {
 			return netProblem("netns", k)
 		}
@@ -276,7 +273,11 @@ func Run(ctx context.Context, o Options) (*report.Report, error) {
 	case o.start != nil:
 		d, err = o.start(runCtx, clusterDir)
 	case o.Driver == "docker":
-		d, err = startDocker(runCtx, o.Image, o.Nodes, clusterDir, o.NodeArgs, disk, log)
+		spares := 0
+		if sc.Uses(nemesis.Member) {
+			spares = dockerSpares
+		}
+		d, err = startDocker(runCtx, o.Image, o.Nodes, clusterDir, o.NodeArgs, disk, spares, log)
 	case o.Driver == "netns":
 		d, err = startNetns(runCtx, o.Binary, o.Nodes, clusterDir, o.NodeArgs, disk, log)
 	default:
