@@ -910,32 +910,44 @@ func (c *conn) confirmed(m sessionwire.Control) {
 	}
 }
 
-// reattach tells the session grain where this connection is (after a
-// membership change or a rejoin); the reply's head makes the deliverer
-// catch up if pushes were lost meanwhile.
-func (c *conn) reattach() {
+// attachAgain tells the session grain where this connection is (after a
+// membership change or a rejoin, and on the idle resync): the grain binds the
+// participant to c again if it had lost that binding, and the welcome's
+// head, pushed as a Sync, makes the deliverer read from the log whatever
+// was not pushed. It reports "superseded" (c was closed: the participant
+// is bound to a newer connection), "failed", "behind" (the head was past
+// what c had delivered) or "current".
+func (c *conn) attachAgain() string {
 	if c.ctx.Err() != nil || c.left.Load() {
-		return
+		return "failed"
 	}
+	before := c.lastSeq.Load()
 	c.mu.Lock()
 	code, p, token := c.code, c.participant, c.resumeToken
 	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(c.ctx, c.e.cfg.CallTimeout)
 	defer cancel()
-	res, err := c.e.call(ctx, code, &sessionpb.Attach{Participant: p, ResumeToken: []byte(token), LastSeq: 0, Conn: c.connRef(), Addr: c.addr}, true)
+	res, err := c.e.call(ctx, code, &sessionpb.Attach{Participant: p, ResumeToken: []byte(token), Conn: c.connRef(), Addr: c.addr}, true)
 	if err != nil {
 		if c.closeIfSuperseded(err) {
-			return
+			return "superseded"
 		}
 		pe := c.grainError(err, true)
 		if pe.fatal && pe.code != "unavailable" && pe.code != "internal" {
 			c.sendError(pe)
 		}
-		return
+		return "failed"
 	}
-	if w, ok := res.(*sessionpb.Welcome); ok {
-		c.push(&sessionpb.Sync{Session: code, To: p, Head: w.GetHead()})
+	w, ok := res.(*sessionpb.Welcome)
+	if !ok {
+		return "failed"
 	}
+	outcome := "current"
+	if w.GetHead() > before {
+		outcome = "behind"
+	}
+	c.push(&sessionpb.Sync{Session: code, To: p, Head: w.GetHead()})
+	return outcome
 }
 
 // closeIfSuperseded closes c when err says its participant resumed through
@@ -969,38 +981,17 @@ const (
 func (c *conn) resync() {
 	defer c.resyncing.Store(false)
 	before := c.lastSeq.Load()
-	c.mu.Lock()
-	code, p, token := c.code, c.participant, c.resumeToken
-	c.mu.Unlock()
-	ctx, cancel := context.WithTimeout(c.ctx, c.e.cfg.CallTimeout)
-	res, err := c.e.call(ctx, code, &sessionpb.Attach{Participant: p, ResumeToken: []byte(token), Conn: c.connRef(), Addr: c.addr}, true)
-	cancel()
-	now := time.Now()
-	c.lastPush.Store(now.UnixNano()) // the next resync is an interval away
-	if err != nil {
-		if c.closeIfSuperseded(err) {
-			c.e.m.resyncs.WithLabelValues("superseded").Inc()
-			return
-		}
-		c.e.m.resyncs.WithLabelValues("failed").Inc()
-		if pe := c.grainError(err, true); pe.fatal && pe.code != "unavailable" && pe.code != "internal" {
-			c.sendError(pe)
-		}
-		return
-	}
-	w, ok := res.(*sessionpb.Welcome)
-	if !ok {
-		return
-	}
+	outcome := c.attachAgain()
+	c.e.m.resyncs.WithLabelValues(outcome).Inc()
 	next := int64(resyncMin)
-	if w.GetHead() > before {
-		c.e.m.resyncs.WithLabelValues("behind").Inc()
+	switch outcome {
+	case "behind":
 		c.log.Warn("connection was behind its session: messages meant for it had not been pushed; reading them from the log",
-			"session", code, "participant", p, "delivered_through", before, "head", w.GetHead())
-	} else {
-		c.e.m.resyncs.WithLabelValues("current").Inc()
+			"session", c.sessionCode(), "delivered_through", before)
+	case "current":
 		next = min(2*c.resyncEvery.Load(), int64(resyncMax))
 	}
-	c.push(&sessionpb.Sync{Session: code, To: p, Head: w.GetHead()})
-	c.resyncEvery.Store(next) // after push, which resets it
+	// After attachAgain's push, which resets both.
+	c.lastPush.Store(time.Now().UnixNano())
+	c.resyncEvery.Store(next)
 }

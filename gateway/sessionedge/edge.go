@@ -334,7 +334,7 @@ func (e *Edge) reattachAll(all []*conn) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			c.reattach()
+			c.attachAgain()
 		}()
 	}
 	wg.Wait()

@@ -56,7 +56,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		isolationCloses: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_session_isolation_closes_total",
 			Help: "Client connections closed (1013) because this node was cut off from the cluster longer than session.isolation_grace."}),
 		resyncs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_session_resyncs_total",
-			Help: "Re-attachments of connections that received no push for a while, by result: current, behind (messages meant for the participant had not been pushed: they are read from the log), failed."}, []string{"result"}),
+			Help: "Re-attachments of connections that received no push for a while, by result: current, behind (messages meant for the participant had not been pushed: they are read from the log), superseded (the participant is bound to a newer connection: this one is closed), failed."}, []string{"result"}),
 	}
 	m.inDurable, m.inStream = m.frames.WithLabelValues("in", "durable"), m.frames.WithLabelValues("in", "stream")
 	m.outDurable, m.outStream = m.frames.WithLabelValues("out", "durable"), m.frames.WithLabelValues("out", "stream")
