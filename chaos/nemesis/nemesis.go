@@ -44,7 +44,8 @@ const (
 	// all others, both ways) and reconnects it when the fault ends; only
 	// drivers that can partition support it (docker).
 	Isolate Kind = "isolate"
-	// Delay adds 150 ms ± 50 ms to every packet the node sends (tc netem).
+	// Delay adds 150 ms ± 50 ms to every packet the node sends, in order
+	// (a netfilter queue the harness serves: chaos/pktdelay).
 	Delay Kind = "delay"
 	// Loss drops 30% of the packets the node sends.
 	Loss Kind = "loss"
@@ -172,7 +173,8 @@ var builtins = map[string]Scenario{
 	// leader (drivers that can shape a node's network).
 	"network": {Name: "network", Faults: []Choice{{Loss, Random, 1}, {Loss, Leader, 1}, {OneWay, Random, 1}, {OneWay, Leader, 1}},
 		MinGap: sec(2), MaxGap: sec(4), MinDown: sec(2), MaxDown: sec(6), Settle: sec(3)},
-	// delay: packet delay of random nodes and the leader (needs netem).
+	// delay: packet delay of random nodes and the leader (drivers that can
+	// shape a node's network).
 	"delay": {Name: "delay", Faults: []Choice{{Delay, Random, 1}, {Delay, Leader, 1}},
 		MinGap: sec(2), MaxGap: sec(4), MinDown: sec(2), MaxDown: sec(6), Settle: sec(3)},
 	// partitions: two halves, a majorities ring (a bridge with three

@@ -49,6 +49,8 @@ type dockerDriver struct {
 
 	disks *tmpfsDisks // nil unless each node's /data is a tmpfs of the host
 
+	delays delayers // the delay nemesis's packet delayers
+
 	// The member nemesis: identities (certificate, config, address)
 	// created up front for nodes added later, the arguments every node
 	// starts with, and how many nodes the run started with.
@@ -80,18 +82,35 @@ var (
 // creates beyond its nodes (each change uses one).
 const dockerSpares = 24
 
-// inNetns runs a host tool (tc, iptables) in node i's network namespace.
+// inNetns runs a host tool (iptables) in node i's network namespace.
 func (d *dockerDriver) inNetns(i int, args ...string) error {
-	pid, err := docker(context.Background(), "inspect", "-f", "{{.State.Pid}}", d.nodes[i].container)
+	pid, err := d.pid(i)
 	if err != nil {
 		return err
 	}
-	return run("nsenter", append([]string{"-t", strings.TrimSpace(pid), "-n"}, args...)...)
+	return run("nsenter", append([]string{"-t", pid, "-n"}, args...)...)
+}
+
+// pid returns the host pid of node i's container's first process.
+func (d *dockerDriver) pid(i int) (string, error) {
+	pid, err := docker(context.Background(), "inspect", "-f", "{{.State.Pid}}", d.nodes[i].container)
+	if err != nil {
+		return "", err
+	}
+	if pid = strings.TrimSpace(pid); pid == "0" {
+		return "", fmt.Errorf("node %d's container is not running", i+1)
+	}
+	return pid, nil
 }
 
 // net injects the network faults inside the containers' namespaces.
 func (d *dockerDriver) net() netFaults {
-	return netFaults{exec: d.inNetns, ip: func(i int) string { return d.nodes[i].ip }, n: len(d.nodes), dev: "eth0"}
+	return netFaults{exec: d.inNetns, ip: func(i int) string { return d.nodes[i].ip }, n: len(d.nodes), dev: "eth0",
+		delays: &d.delays,
+		netns: func(i int) (string, error) {
+			pid, err := d.pid(i)
+			return "/proc/" + pid + "/ns/net", err
+		}}
 }
 
 // Shape degrades node i's network: netem delay or loss on what it sends, or
@@ -544,7 +563,7 @@ func (d *dockerDriver) Stop() error {
 	for _, cc := range d.conns {
 		cc.Close()
 	}
-	var errs []error
+	errs := []error{d.delays.stopAll()}
 	var volumes []string
 	for _, nd := range d.nodes {
 		if out, err := exec.CommandContext(ctx, "docker", "logs", nd.container).CombinedOutput(); err == nil {

@@ -5,19 +5,25 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 
 	"github.com/switchboard-io/switchboard/chaos/nemesis"
 )
 
-// netFaults injects network faults with iptables (and tc for delay) inside
-// the nodes' network namespaces, where nothing else sets rules: the docker
-// driver enters a container's namespace with nsenter, the netns driver runs
-// ip netns exec. Every rule goes into the INPUT and OUTPUT chains of the
-// filter table; healing flushes both.
+// netFaults injects network faults with iptables inside the nodes' network
+// namespaces, where nothing else sets rules: the docker driver enters a
+// container's namespace with nsenter, the netns driver runs ip netns exec.
+// Every rule goes into the INPUT and OUTPUT chains of the filter table;
+// healing flushes both. Delay sends what a node sends to a netfilter queue
+// that a delayer of the harness serves (chaos/pktdelay: no netem needed).
 type netFaults struct {
-	// exec runs a host tool (iptables, tc) in node i's network namespace.
+	// exec runs a host tool (iptables) in node i's network namespace.
 	exec func(i int, args ...string) error
+	// netns returns the path of node i's network namespace; delays holds
+	// the delayers running.
+	netns  func(i int) (string, error)
+	delays *delayers
 	// ip returns node i's address.
 	ip func(i int) string
 	// n is the number of nodes; dev the nodes' interface (eth0).
@@ -35,8 +41,8 @@ type Cutter interface {
 
 // netProblem says why this process cannot inject fault k with driver
 // ("docker" or "netns") ("" when it can): the rules need root and
-// iptables (docker: also nsenter); delay also needs tc with the kernel's
-// netem qdisc (tried in a throwaway network namespace).
+// iptables (docker: also nsenter); delay also needs the NFQUEUE target and
+// netfilter queues (delayProblem).
 func netProblem(driver string, k nemesis.Kind) string {
 	how := "it changes a container's network namespace with nsenter"
 	tools := []string{"nsenter", "iptables"}
@@ -47,7 +53,7 @@ func netProblem(driver string, k nemesis.Kind) string {
 		return "needs root (" + how + ")"
 	}
 	if k == nemesis.Delay {
-		tools = append(tools, "tc", "unshare")
+		tools = append(tools, "unshare")
 	}
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -55,20 +61,30 @@ func netProblem(driver string, k nemesis.Kind) string {
 		}
 	}
 	if k == nemesis.Delay {
-		if out, err := exec.Command("unshare", "-n", "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms").CombinedOutput(); err != nil {
-			return "needs the kernel's netem qdisc (sch_netem): " + strings.TrimSpace(string(out))
-		}
+		return delayProblem()
 	}
 	return ""
 }
 
-// shape degrades node i's network: netem delay on what it sends, loss of
-// 30% of what it sends, or a one-way partition (it drops what it receives
-// from the other nodes, which still hear it).
+// shape degrades node i's network: a delay of 150 ± 50 ms on every packet
+// it sends (order kept), loss of 30% of what it sends, or a one-way
+// partition (it drops what it receives from the other nodes, which still
+// hear it).
 func (f netFaults) shape(i int, k nemesis.Kind) error {
 	switch k {
 	case nemesis.Delay:
-		return f.exec(i, "tc", "qdisc", "replace", "dev", f.dev, "root", "netem", "delay", "150ms", "50ms")
+		ns, err := f.netns(i)
+		if err != nil {
+			return err
+		}
+		// The delayer first: the rule's --queue-bypass lets packets pass
+		// while no delayer is bound, but a bound queue must be there to
+		// hold them.
+		if err := f.delays.start(i, ns); err != nil {
+			return err
+		}
+		return f.exec(i, "iptables", "-w", "-A", "OUTPUT", "-o", f.dev, "-j", "NFQUEUE",
+			"--queue-num", strconv.Itoa(delayQueue), "--queue-bypass")
 	case nemesis.Loss:
 		// iptables' statistic match rather than netem: it needs no
 		// kernel module beyond what Docker itself uses.
@@ -110,19 +126,17 @@ func (f netFaults) cut(pairs [][2]int) error {
 	return nil
 }
 
-// heal removes every rule and the netem qdisc (if tc is there) of node i.
+// heal removes every rule of node i, then lets go of the packets its
+// delayer (if any) still holds.
 func (f netFaults) heal(i int) error {
 	var errs []error
-	if _, err := exec.LookPath("tc"); err == nil {
-		if err := f.exec(i, "tc", "qdisc", "del", "dev", f.dev, "root"); err != nil && !strings.Contains(err.Error(), "No such file") &&
-			!strings.Contains(err.Error(), "handle of zero") {
-			errs = append(errs, err)
-		}
-	}
 	for _, chain := range []string{"INPUT", "OUTPUT"} {
 		if err := f.exec(i, "iptables", "-w", "-F", chain); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if f.delays != nil {
+		errs = append(errs, f.delays.stop(i))
 	}
 	return errors.Join(errs...)
 }

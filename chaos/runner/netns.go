@@ -27,11 +27,12 @@ import (
 // own and the harness reaches them all from the host. Besides the process
 // faults (kill, restart, pause) it can isolate a node, cut the links between
 // pairs of nodes (halves, ring), drop packets (loss, oneway), and delay them
-// where the kernel has sch_netem, all with iptables (tc) inside the nodes'
-// namespaces. Root only.
+// (through a netfilter queue the harness serves), all with iptables inside
+// the nodes' namespaces. Root only.
 type netnsDriver struct {
 	*processDriver
-	net *bridgeNet
+	net    *bridgeNet
+	delays delayers
 
 	mu                     sync.Mutex // the flags below
 	isolated, shaped, cuts []bool
@@ -93,7 +94,8 @@ func (d *netnsDriver) faults() netFaults {
 	d.mu.Lock()
 	n := len(d.isolated)
 	d.mu.Unlock()
-	return netFaults{exec: d.net.exec, ip: d.net.ip, n: n, dev: "eth0"}
+	return netFaults{exec: d.net.exec, ip: d.net.ip, n: n, dev: "eth0", delays: &d.delays,
+		netns: func(i int) (string, error) { return "/var/run/netns/" + d.net.ns(i), nil }}
 }
 
 // mark sets one of node i's flags (also when the change failed halfway:
@@ -182,7 +184,7 @@ func (d *netnsDriver) Stop() error {
 	if d.processDriver != nil {
 		err = d.processDriver.Stop()
 	}
-	return errors.Join(err, d.net.close())
+	return errors.Join(err, d.delays.stopAll(), d.net.close())
 }
 
 // bridgeNet is the netns driver's network: a bridge in the host with the

@@ -83,6 +83,19 @@ func reaches(d *netnsDriver, from int, addr string) bool {
 	return d.net.exec(from, "timeout", "1", "bash", "-c", "exec 3<>/dev/tcp/"+host+"/"+port) == nil
 }
 
+// dialTime returns how long a TCP connect to addr from the host takes.
+func dialTime(t *testing.T, addr string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("connect to %s: %v", addr, err)
+	}
+	took := time.Since(start)
+	c.Close()
+	return took
+}
+
 // eventually polls cond every 100 ms until it holds or 10 s pass.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -159,6 +172,35 @@ func TestNetnsDriverCutsLinksAndCleansUp(t *testing.T) {
 	}
 	if err := d.WaitReady(ctx, 30*time.Second); err != nil {
 		t.Fatal(err)
+	}
+
+	// Delay: every packet n3 sends waits 150 ± 50 ms in the harness's
+	// queue, so a TCP handshake with it (its SYN-ACK) takes at least 100 ms;
+	// healing makes it fast again.
+	if why := netProblem("netns", nemesis.Delay); why != "" {
+		t.Logf("delay not tested: it %s", why)
+	} else {
+		if got := dialTime(t, http(2)); got > 50*time.Millisecond {
+			t.Fatalf("a connect to n3 takes %v before any delay", got)
+		}
+		if err := d.Shape(2, nemesis.Delay); err != nil {
+			t.Fatal(err)
+		}
+		if d.Up(2) {
+			t.Error("a delayed node counts as up")
+		}
+		for range 3 {
+			if got := dialTime(t, http(2)); got < 100*time.Millisecond {
+				t.Errorf("a connect to the delayed n3 took %v, want at least 100 ms", got)
+			}
+		}
+		if got := dialTime(t, http(1)); got > 50*time.Millisecond {
+			t.Errorf("a connect to n2 took %v: only n3 is delayed", got)
+		}
+		if err := d.Unshape(2); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "connects to n3 still slow after the delay healed", func() bool { return dialTime(t, http(2)) < 50*time.Millisecond })
 	}
 
 	// The disk of a node is a tmpfs of its own: filling it leaves nothing.
