@@ -27,6 +27,8 @@ const (
 	// DefaultProbeInterval and DefaultProbeTimeout: see Config.
 	DefaultProbeInterval = 5 * time.Second
 	DefaultProbeTimeout  = 3 * time.Second
+	// DefaultConfirmTimeout: see Config.
+	DefaultConfirmTimeout = 10 * time.Second
 )
 
 // SessionPath is the HTTP path of the session endpoint on a node.
@@ -69,6 +71,13 @@ type Config struct {
 	// cannot be reached or does not run is given up. Defaults 5 s and 3 s;
 	// a negative ProbeInterval turns probing off.
 	ProbeInterval, ProbeTimeout time.Duration
+	// ConfirmTimeout gives a connection up (resuming on another node, which
+	// re-sends what is unconfirmed) when durable frames wait that long for
+	// their confirmation although the node answers pings and the client
+	// re-sends them every second: a node that takes frames but can no
+	// longer get them written is as good as gone. Default 10 s; negative
+	// turns it off.
+	ConfirmTimeout time.Duration
 	// Logger receives Debug lines for reconnect attempts and Info lines for
 	// resumes; nil discards.
 	Logger *slog.Logger
@@ -98,6 +107,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ProbeTimeout == 0 {
 		c.ProbeTimeout = DefaultProbeTimeout
+	}
+	if c.ConfirmTimeout == 0 {
+		c.ConfirmTimeout = DefaultConfirmTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

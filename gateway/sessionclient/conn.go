@@ -72,6 +72,9 @@ var errHeartbeat = errors.New("heartbeat timeout: nothing received for 3 × hear
 // errUnresponsive: a probe ping got no answer.
 var errUnresponsive = errors.New("node unresponsive: nothing received within the probe timeout of a ping")
 
+// errUnconfirmed: durable frames went unconfirmed for Config.ConfirmTimeout.
+var errUnconfirmed = errors.New("durable frames unconfirmed on a node that answers")
+
 // probeWhileWaiting: with written durable frames unconfirmed, the client
 // probes after this long without receiving anything (when shorter than
 // Config.ProbeInterval).
@@ -508,6 +511,7 @@ func (s *Session) writeLoop(c *conn) error {
 		}
 	}()
 	var probe time.Time // when an unanswered probe ping was sent (zero: none)
+	started := time.Now()
 	var buf []byte
 	type job struct {
 		cseq    uint64
@@ -525,6 +529,19 @@ func (s *Session) writeLoop(c *conn) error {
 		ctrls = append(ctrls, s.ctrl...)
 		s.ctrl = s.ctrl[:0]
 		jobs = jobs[:0]
+		if waiting := s.awaitingSince; s.cfg.ConfirmTimeout > 0 && !waiting.IsZero() {
+			// Counted on this connection only: what waited before it
+			// gets a full timeout here.
+			if waiting.Before(started) {
+				waiting = started
+			}
+			if d := now.Sub(waiting); d > s.cfg.ConfirmTimeout {
+				s.stats.ConfirmTimeouts++
+				n := len(s.pending)
+				s.mu.Unlock()
+				return fmt.Errorf("%w: %d frames, none confirmed for %v", errUnconfirmed, n, d.Round(time.Millisecond))
+			}
+		}
 		var wait time.Duration
 		if len(s.pending) > 0 && s.writeFrom == s.nextCSeq && now.Sub(s.lastProgress) > resendAfter {
 			// Everything was written and nothing confirmed for a while: a

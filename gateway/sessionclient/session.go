@@ -100,6 +100,7 @@ type Stats struct {
 	Resumes            uint64        // successful resumes
 	LastResumeDuration time.Duration // from noticing the failure to the welcome of the resume
 	Resends            uint64        // durable frames written more than once
+	ConfirmTimeouts    uint64        // connections given up for want of confirmations (Config.ConfirmTimeout)
 	DuplicatesDropped  uint64        // durable messages dropped because their seq was already processed
 	StreamDropped      uint64        // stream frames SendStream dropped while disconnected
 }
@@ -151,8 +152,11 @@ type Session struct {
 	writeFrom    uint64    // next cseq to write on cur
 	pauseUntil   time.Time // no durable writes before (rate_limited, unavailable)
 	lastProgress time.Time // last confirmation or durable write
-	bucket       tokenBucket
-	ctrl         []sessionwire.Control // control messages waiting for the writer
+	// awaitingSince is when the oldest unconfirmed frame started waiting:
+	// its Send, or the last confirmation (zero: nothing unconfirmed).
+	awaitingSince time.Time
+	bucket        tokenBucket
+	ctrl          []sessionwire.Control // control messages waiting for the writer
 
 	// Inbound: queue[qhead:] are received, not yet returned by Recv.
 	queue      []Message
@@ -319,6 +323,9 @@ func (s *Session) Send(ctx context.Context, payload []byte) error {
 		if err := s.waitConfirmedLocked(ctx); err != nil {
 			return err
 		}
+	}
+	if len(s.pending) == 0 {
+		s.awaitingSince = time.Now()
 	}
 	s.pending = append(s.pending, outFrame{cseq: s.nextCSeq, payload: append([]byte(nil), payload...)})
 	s.nextCSeq++
@@ -640,6 +647,10 @@ func (s *Session) confirmLocked(cseq uint64) {
 		s.writeFrom = cseq + 1
 	}
 	s.lastProgress = time.Now()
+	s.awaitingSince = s.lastProgress
+	if len(s.pending) == 0 {
+		s.awaitingSince = time.Time{}
+	}
 	s.confSig.broadcast()
 }
 

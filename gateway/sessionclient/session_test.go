@@ -912,3 +912,62 @@ func TestProbeKeepsAnsweringConnections(t *testing.T) {
 		t.Fatalf("answering connections were given up: host %+v, guest %+v", h, g)
 	}
 }
+
+// A node that answers pings but never confirms durable frames (every `sent`
+// lost, re-sends included) is given up after ConfirmTimeout: the resume on
+// another connection gets them confirmed.
+func TestConfirmTimeoutGivesUpANodeThatTakesFramesButNeverConfirms(t *testing.T) {
+	srv := newServer(t, sessiontest.Options{Nodes: 2})
+	cfg := testConfig(t, srv)
+	cfg.ConfirmTimeout = 1500 * time.Millisecond
+	host, guest := openPair(t, srv, cfg, Limits{})
+	ctx := ctxT(t, 20*time.Second)
+	srv.DropSent(1 << 30)
+	for i := range 5 {
+		if err := host.Send(ctx, frame(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 5*time.Second, "the server to write 5 frames", func() bool { return srv.Stats().Written == 5 })
+	waitFor(t, 10*time.Second, "the host to give the connection up", func() bool { return host.Stats().ConfirmTimeouts >= 1 })
+	srv.DropSent(0)
+	if err := host.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := host.Stats(); st.Resumes < 1 {
+		t.Fatalf("no resume after the confirm timeout: %+v", st)
+	}
+	got, err := recvDurable(ctx, guest, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSequence(t, got, 5, "guest")
+	if w := srv.Stats().Written; w != 5 {
+		t.Errorf("server wrote %d frames, want 5 (re-sends are duplicates)", w)
+	}
+}
+
+// Frames confirmed one at a time with idle time between them (longer in
+// all than the timeout) never trip it: it counts only while frames wait.
+func TestConfirmTimeoutSparesConnectionsThatConfirm(t *testing.T) {
+	srv := newServer(t, sessiontest.Options{Nodes: 2})
+	cfg := testConfig(t, srv)
+	cfg.ConfirmTimeout = 400 * time.Millisecond
+	host, guest := openPair(t, srv, cfg, Limits{})
+	ctx := ctxT(t, 20*time.Second)
+	for i := range 10 {
+		if err := host.Send(ctx, frame(i)); err != nil {
+			t.Fatal(err)
+		}
+		if err := host.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond) // 1 s in all, each wait far under the timeout
+	}
+	if _, err := recvDurable(ctx, guest, 10); err != nil {
+		t.Fatal(err)
+	}
+	if st := host.Stats(); st.ConfirmTimeouts != 0 || st.Reconnects != 0 {
+		t.Fatalf("a connection that confirms was given up: %+v", st)
+	}
+}
