@@ -150,6 +150,34 @@ func AvailabilitySummary(secs []Second, faults []Window, first, last int, lim Av
 	return fmt.Sprintf("%d of %d seconds served log operations; %d seconds outside fault windows (+%v) judged", served, total, judged, lim.Grace)
 }
 
+// Resume is one session client's resume: when it noticed the failure (from
+// the start of the run) and how long the resume took.
+type Resume struct {
+	At, Took time.Duration
+}
+
+// JudgedResumes returns the times of the resumes that ResumeTimes judges:
+// all but those a later fault ran into (a fault window that began after the
+// resume did and before it ended: its time is that fault's too), and how
+// many were left out.
+func JudgedResumes(rs []Resume, faults []Window) (judged []time.Duration, excused int) {
+	for _, r := range rs {
+		hit := false
+		for _, w := range faults {
+			if w.From > r.At && w.From < r.At+r.Took {
+				hit = true
+				break
+			}
+		}
+		if hit {
+			excused++
+			continue
+		}
+		judged = append(judged, r.Took)
+	}
+	return judged, excused
+}
+
 // ResumeTimes checks session clients' resume times (from noticing a failure
 // to the welcome of the resume on another connection): their 99th
 // percentile (nearest rank) must not exceed p99, and none may exceed most.

@@ -87,3 +87,24 @@ func TestResumeTimes(t *testing.T) {
 		t.Fatalf("slow p99: %v", v)
 	}
 }
+
+// A resume a later fault ran into is not judged; one that began during a
+// fault, or ended before the next began, is.
+func TestJudgedResumesLeaveOutThoseALaterFaultRanInto(t *testing.T) {
+	s := time.Second
+	faults := []Window{{From: 10 * s, To: 14 * s, What: "halves"}, {From: 16 * s, To: 20 * s, What: "isolate n3"}}
+	rs := []Resume{
+		{At: 11 * s, Took: 1 * s},                     // during the first fault: judged
+		{At: 15 * s, Took: 3 * s},                     // after the first, into the second: left out
+		{At: 14*s + 500*time.Millisecond, Took: s},    // ends before the second began: judged
+		{At: 17 * s, Took: 4 * s},                     // during the second, no later fault: judged
+		{At: 9 * s, Took: 1*s + 500*time.Millisecond}, // into the first fault: left out
+	}
+	judged, excused := JudgedResumes(rs, faults)
+	if excused != 2 || len(judged) != 3 || judged[0] != s || judged[1] != s || judged[2] != 4*s {
+		t.Fatalf("judged %v, %d left out; want [1s 1s 4s] and 2", judged, excused)
+	}
+	if v := ResumeTimes(judged, 2*s, 10*s); len(v) != 1 {
+		t.Fatalf("the 4 s resume during a fault must still be judged: %v", v)
+	}
+}

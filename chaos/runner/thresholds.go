@@ -89,11 +89,15 @@ func judgeThresholds(rep *report.Report, th Thresholds, stopped time.Duration, s
 	rep.AddCheck(check.AvailabilityName, check.AvailabilitySummary(secs, wins, first, last, lim),
 		check.Availability(secs, wins, first, last, lim))
 	if sessions {
-		took := make([]time.Duration, len(rep.Resumes))
+		rs := make([]check.Resume, len(rep.Resumes))
 		for i, r := range rep.Resumes {
-			took[i] = r.Took
+			rs[i] = check.Resume{At: r.At, Took: r.Took}
 		}
-		rep.AddCheck(check.ResumesName, fmt.Sprintf("%d resumes: p99 ≤ %v, each ≤ %v", len(took), th.ResumeP99, th.ResumeMax),
-			check.ResumeTimes(took, th.ResumeP99, th.ResumeMax))
+		took, excused := check.JudgedResumes(rs, wins)
+		what := fmt.Sprintf("%d resumes: p99 ≤ %v, each ≤ %v", len(took), th.ResumeP99, th.ResumeMax)
+		if excused > 0 {
+			what += fmt.Sprintf("; %d more not judged: a later fault began while they ran", excused)
+		}
+		rep.AddCheck(check.ResumesName, what, check.ResumeTimes(took, th.ResumeP99, th.ResumeMax))
 	}
 }
