@@ -86,11 +86,11 @@ CHAOS_REPORT ?= ./data/chaos
 chaos-smoke: build ## 3 node processes, kill + pause of random/leader/session nodes over log and session workloads; fails on any violation (report in CHAOS_REPORT)
 	$(BIN)/switchboard chaos run --scenario smoke --nodes 3 --duration $(CHAOS_DURATION) $(if $(SEED),--seed $(SEED),) --driver process --report $(CHAOS_REPORT)
 
-chaos: build ## every scenario on every driver usable here (process: kill pause restart rolling smoke membership; netns, as root: kill pause partition partitions (3 and 5 nodes) network delay diskfull membership all; docker, after make image: kill pause restart partition membership all, and network delay partitions as root), CHAOS_DURATION each; reports in CHAOS_REPORT/DRIVER-SCENARIO[-NODES]
+chaos: build ## every scenario on every driver usable here (process: kill pause restart rolling smoke membership, and as root network delay partitions; netns, as root: kill pause partition partitions (3 and 5 nodes) network delay diskfull membership all; docker, after make image: kill pause restart partition membership all, and network delay partitions as root), CHAOS_DURATION each; reports in CHAOS_REPORT/DRIVER-SCENARIO[-NODES]
 	@fail=; run() { n=$${3:-3}; r=$$1-$$2$$([ $$n = 3 ] || echo -$$n); echo "== chaos $$1 $$2 ($$n nodes)"; \
 	    $(BIN)/switchboard chaos run --driver $$1 --scenario $$2 --nodes $$n --duration $(CHAOS_DURATION) \
 	    $(if $(SEED),--seed $(SEED),) --image switchboard:$(VERSION) --report $(CHAOS_REPORT)/$$r || fail="$$fail $$r"; }; \
-	for sc in kill pause restart rolling smoke membership; do run process $$sc; done; \
+	for sc in kill pause restart rolling smoke membership $$([ "$$(id -u)" = 0 ] && echo network delay partitions); do run process $$sc; done; \
 	if [ "$$(id -u)" = 0 ] && command -v ip >/dev/null && command -v iptables >/dev/null; then \
 	  for sc in kill pause partition partitions network delay diskfull membership all; do run netns $$sc; done; run netns partitions 5; \
 	else echo "== netns driver needs root, ip and iptables: skipped"; fi; \

@@ -26,16 +26,19 @@ type delayers struct {
 	count uint64 // delayers started: each draws its own jitter
 }
 
-// start binds node i's queue in the namespace at ns; a delayer already
-// running for i is kept.
-func (ds *delayers) start(i int, ns string) error {
+// start binds node i's queue (delayQueue) in the namespace at ns; a
+// delayer already running for i is kept.
+func (ds *delayers) start(i int, ns string) error { return ds.startQueue(i, ns, delayQueue) }
+
+// startQueue is start with queue q (nodes sharing a namespace need one each).
+func (ds *delayers) startQueue(i int, ns string, q uint16) error {
 	ds.mu.Lock()
 	defer ds.mu.Unlock()
 	if ds.m[i] != nil {
 		return nil
 	}
 	ds.count++
-	d, err := pktdelay.Start(pktdelay.Config{NetNS: ns, Queue: delayQueue, Delay: delayBase, Jitter: delayJitter,
+	d, err := pktdelay.Start(pktdelay.Config{NetNS: ns, Queue: q, Delay: delayBase, Jitter: delayJitter,
 		Seed: uint64(i)<<32 | ds.count})
 	if err != nil {
 		return fmt.Errorf("delay node %d: %w", i+1, err)

@@ -30,12 +30,9 @@ import (
 // (through a netfilter queue the harness serves), all with iptables inside
 // the nodes' namespaces. Root only.
 type netnsDriver struct {
-	*processDriver
+	netProcDriver
 	net    *bridgeNet
 	delays delayers
-
-	mu                     sync.Mutex // the flags below
-	isolated, shaped, cuts []bool
 }
 
 var (
@@ -64,7 +61,7 @@ func startNetns(ctx context.Context, binary string, n int, dir string, extra []s
 			}
 		}
 	}()
-	d := &netnsDriver{net: bn, isolated: make([]bool, n), shaped: make([]bool, n), cuts: make([]bool, n)}
+	d := &netnsDriver{net: bn}
 	co := bench.ClusterOptions{
 		Host:    bn.ip,
 		Prepare: func(nd *bench.LogNode) error { return bn.addNode(nodeIndex(nd.ID)) },
@@ -80,7 +77,7 @@ func startNetns(ctx context.Context, binary string, n int, dir string, extra []s
 	if err != nil {
 		return nil, fmt.Errorf("netns driver: %w", err)
 	}
-	d.processDriver = pd
+	d.netProcDriver = newNetProcDriver(pd, n, func() netOps { return d.faults() })
 	return d, nil
 }
 
@@ -91,90 +88,8 @@ func nodeIndex(id string) int {
 }
 
 func (d *netnsDriver) faults() netFaults {
-	d.mu.Lock()
-	n := len(d.isolated)
-	d.mu.Unlock()
-	return netFaults{exec: d.net.exec, ip: d.net.ip, n: n, dev: "eth0", delays: &d.delays,
+	return netFaults{exec: d.net.exec, ip: d.net.ip, n: d.nodes(), dev: "eth0", delays: &d.delays,
 		netns: func(i int) (string, error) { return "/var/run/netns/" + d.net.ns(i), nil }}
-}
-
-// mark sets one of node i's flags (also when the change failed halfway:
-// healing removes what was set).
-func (d *netnsDriver) mark(flags []bool, i int, v bool) {
-	d.mu.Lock()
-	flags[i] = v
-	d.mu.Unlock()
-}
-
-// Isolate drops everything node i sends and receives, from the other nodes
-// and from the clients alike.
-func (d *netnsDriver) Isolate(i int) error {
-	d.mark(d.isolated, i, true)
-	return d.faults().isolate(i)
-}
-
-func (d *netnsDriver) Rejoin(i int) error {
-	err := d.faults().heal(i)
-	d.mark(d.isolated, i, false)
-	return err
-}
-
-func (d *netnsDriver) Shape(i int, k nemesis.Kind) error {
-	d.mark(d.shaped, i, true)
-	return d.faults().shape(i, k)
-}
-
-func (d *netnsDriver) Unshape(i int) error {
-	err := d.faults().heal(i)
-	d.mark(d.shaped, i, false)
-	return err
-}
-
-// Cut blocks the links between each pair of nodes, both ways; the host
-// still reaches every node.
-func (d *netnsDriver) Cut(pairs [][2]int) error {
-	for _, p := range pairs {
-		d.mark(d.cuts, p[0], true)
-		d.mark(d.cuts, p[1], true)
-	}
-	return d.faults().cut(pairs)
-}
-
-// Mend removes every cut.
-func (d *netnsDriver) Mend() error {
-	var errs []error
-	for i := range d.cuts {
-		d.mu.Lock()
-		cut := d.cuts[i]
-		d.mu.Unlock()
-		if cut {
-			errs = append(errs, d.faults().heal(i))
-			d.mark(d.cuts, i, false)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// AddNode starts a node in a namespace of its own (created by the cluster
-// starter's Prepare) that joins the running cluster.
-func (d *netnsDriver) AddNode(ctx context.Context) (int, error) {
-	i, err := d.processDriver.AddNode(ctx)
-	if err != nil {
-		return -1, fmt.Errorf("netns driver: %w", err)
-	}
-	d.mu.Lock()
-	for len(d.isolated) <= i {
-		d.isolated, d.shaped, d.cuts = append(d.isolated, false), append(d.shaped, false), append(d.cuts, false)
-	}
-	d.mu.Unlock()
-	return i, nil
-}
-
-func (d *netnsDriver) Up(i int) bool {
-	d.mu.Lock()
-	cut := d.isolated[i] || d.shaped[i] || d.cuts[i]
-	d.mu.Unlock()
-	return !cut && d.processDriver.Up(i)
 }
 
 // Stop stops the nodes, unmounts their disks and removes the namespaces,

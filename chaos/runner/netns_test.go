@@ -83,6 +83,47 @@ func reaches(d *netnsDriver, from int, addr string) bool {
 	return d.net.exec(from, "timeout", "1", "bash", "-c", "exec 3<>/dev/tcp/"+host+"/"+port) == nil
 }
 
+// checkCutAndIsolate exercises d on three nodes: a cut between n1 and n3 (a
+// bridge over n2) stops them from reaching each other while both reach n2
+// and the host reaches all three; isolating n3 cuts the host off too. It
+// returns with n3 still isolated. reach(from, addr) says whether a TCP
+// connection to addr opens from node from (-1: the host); addr(i) is an
+// address node i serves.
+func checkCutAndIsolate(t *testing.T, d *netProcDriver, reach func(from int, addr string) bool, addr func(i int) string) {
+	t.Helper()
+	if !reach(0, addr(2)) || !reach(-1, addr(2)) {
+		t.Fatal("before any fault: n1 or the host cannot reach n3")
+	}
+
+	if err := d.Cut([][2]int{{0, 2}}); err != nil {
+		t.Fatal(err)
+	}
+	if d.Up(0) || d.Up(2) {
+		t.Error("nodes of a cut count as up")
+	}
+	eventually(t, "n1 still reaches n3 across the cut", func() bool { return !reach(0, addr(2)) })
+	if reach(2, addr(0)) {
+		t.Error("n3 reaches n1 across the cut")
+	}
+	for _, c := range [][2]int{{0, 1}, {2, 1}, {1, 0}, {1, 2}, {-1, 0}, {-1, 2}} {
+		if !reach(c[0], addr(c[1])) {
+			t.Errorf("during the cut, %d cannot reach n%d (only n1–n3 is cut; -1 is the host)", c[0]+1, c[1]+1)
+		}
+	}
+	if err := d.Mend(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "n1 does not reach n3 after the cut healed", func() bool { return reach(0, addr(2)) })
+
+	if err := d.Isolate(2); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the host still reaches the isolated n3", func() bool { return !reach(-1, addr(2)) })
+	if reach(1, addr(2)) || reach(2, addr(0)) {
+		t.Error("n3 isolated, but a node still talks with it")
+	}
+}
+
 // dialTime returns how long a TCP connect to addr from the host takes.
 func dialTime(t *testing.T, addr string) time.Duration {
 	t.Helper()
@@ -136,37 +177,7 @@ func TestNetnsDriverCutsLinksAndCleansUp(t *testing.T) {
 			t.Fatalf("node %d at %s, not in the run's subnet %s.0/24", i+1, http(i), d.net.prefix)
 		}
 	}
-	if !reaches(d, 0, http(2)) || !reaches(d, -1, http(2)) {
-		t.Fatal("before any fault: n1 or the host cannot reach n3")
-	}
-
-	if err := d.Cut([][2]int{{0, 2}}); err != nil {
-		t.Fatal(err)
-	}
-	if d.Up(0) || d.Up(2) {
-		t.Error("nodes of a cut count as up")
-	}
-	eventually(t, "n1 still reaches n3 across the cut", func() bool { return !reaches(d, 0, http(2)) })
-	if reaches(d, 2, http(0)) {
-		t.Error("n3 reaches n1 across the cut")
-	}
-	for _, c := range [][2]int{{0, 1}, {2, 1}, {1, 0}, {1, 2}, {-1, 0}, {-1, 2}} {
-		if !reaches(d, c[0], http(c[1])) {
-			t.Errorf("during the cut, %d cannot reach n%d (only n1–n3 is cut; -1 is the host)", c[0]+1, c[1]+1)
-		}
-	}
-	if err := d.Mend(); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "n1 does not reach n3 after the cut healed", func() bool { return reaches(d, 0, http(2)) })
-
-	if err := d.Isolate(2); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "the host still reaches the isolated n3", func() bool { return !reaches(d, -1, http(2)) })
-	if reaches(d, 1, http(2)) || reaches(d, 2, http(0)) {
-		t.Error("n3 isolated, but a node still talks with it")
-	}
+	checkCutAndIsolate(t, &d.netProcDriver, func(from int, addr string) bool { return reaches(d, from, addr) }, http)
 	if err := d.Rejoin(2); err != nil {
 		t.Fatal(err)
 	}

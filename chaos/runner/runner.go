@@ -117,7 +117,7 @@ func kindProblem(driver string, k nemesis.Kind) string {
 	}
 	switch driver {
 	case "process":
-		return "the process driver cannot inject: use --driver netns or docker"
+		return hostNetProblem(k)
 	case "docker":
 		if k == nemesis.Isolate {
 			return ""
@@ -125,6 +125,16 @@ func kindProblem(driver string, k nemesis.Kind) string {
 		return netProblem("docker", k)
 	}
 	return netProblem("netns", k)
+}
+
+// usesNetwork reports whether sc may draw a fault that changes the network.
+func usesNetwork(sc nemesis.Scenario) bool {
+	for _, k := range []nemesis.Kind{nemesis.Isolate, nemesis.Delay, nemesis.Loss, nemesis.OneWay, nemesis.Halves, nemesis.Ring} {
+		if sc.Uses(k) {
+			return true
+		}
+	}
+	return false
 }
 
 // scenario returns the scenario o runs: the built-in "all" without the
@@ -280,6 +290,10 @@ func Run(ctx context.Context, o Options) (*report.Report, error) {
 		d, err = startDocker(runCtx, o.Image, o.Nodes, clusterDir, o.NodeArgs, disk, spares, log)
 	case o.Driver == "netns":
 		d, err = startNetns(runCtx, o.Binary, o.Nodes, clusterDir, o.NodeArgs, disk, log)
+	case usesNetwork(sc):
+		// Network faults on processes: a cgroup per node and iptables
+		// rules of the run (root; kindProblem has checked).
+		d, err = startHostNet(runCtx, o.Binary, o.Nodes, clusterDir, o.NodeArgs, disk, log)
 	default:
 		d, err = startProcess(runCtx, o.Binary, o.Nodes, clusterDir, o.NodeArgs, disk, bench.ClusterOptions{}, log)
 	}
