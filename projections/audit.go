@@ -3,11 +3,14 @@ package projections
 import (
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/switchboard-io/switchboard/actors/session/sessionpb"
@@ -66,8 +69,9 @@ const SystemActor = "system"
 func (Audit) Apply(w *Writer, evs []events.RecordedEvent) error {
 	minutes := map[uint64]uint64{}
 	var seconds []uint64
+	actors := map[string]string{} // participantKey → actor, for this batch
 	for _, ev := range evs {
-		actor, err := auditActor(w, ev)
+		actor, err := auditActor(w, ev, actors)
 		if err != nil {
 			w.Skip(ev, err) // still indexed, without an actor
 		}
@@ -123,8 +127,9 @@ func (Audit) Apply(w *Writer, evs []events.RecordedEvent) error {
 
 // auditActor finds who caused ev: a registered function, or the session
 // rules below (a session participant is known by the Joined event that made
-// it one).
-func auditActor(w *Writer, ev events.RecordedEvent) (string, error) {
+// it one). cache holds the participants' actors already read or written in
+// this batch (a busy session's frames name the same few).
+func auditActor(w *Writer, ev events.RecordedEvent, cache map[string]string) (string, error) {
 	actorsMu.RLock()
 	fn := actorFns[ev.Type]
 	actorsMu.RUnlock()
@@ -136,10 +141,15 @@ func auditActor(w *Writer, ev events.RecordedEvent) (string, error) {
 		return "", nil
 	}
 	participantActor := func(pid string) (string, error) {
-		v, found, err := w.Get(participantKey(code, pid))
+		k := participantKey(code, pid)
+		if a, ok := cache[string(k)]; ok {
+			return a, nil
+		}
+		v, found, err := w.Get(k)
 		if err != nil || !found {
 			return "", err
 		}
+		cache[string(k)] = string(v)
 		return string(v), nil
 	}
 	switch ev.Type {
@@ -158,13 +168,17 @@ func auditActor(w *Writer, ev events.RecordedEvent) (string, error) {
 		if e.GetUser() != "" {
 			a = UserActor(e.GetUser())
 		}
-		return a, w.Set(participantKey(code, e.GetParticipant()), []byte(a))
+		k := participantKey(code, e.GetParticipant())
+		cache[string(k)] = a
+		return a, w.Set(k, []byte(a))
 	case typeFrameSent:
-		var e sessionpb.FrameSent
-		if err := proto.Unmarshal(ev.Data, &e); err != nil {
+		// Only the sender is needed: read field 1 (from) and skip the
+		// payload rather than copy it.
+		from, err := frameSender(ev.Data)
+		if err != nil {
 			return "", err
 		}
-		return participantActor(e.GetFrom())
+		return participantActor(from)
 	case typeEnded:
 		var e sessionpb.Ended
 		if err := proto.Unmarshal(ev.Data, &e); err != nil {
@@ -201,6 +215,39 @@ func auditActor(w *Writer, ev events.RecordedEvent) (string, error) {
 		return "", err
 	}
 	return participantActor(m.GetParticipant())
+}
+
+// frameSent's field numbers (sessionpb.FrameSent).
+const frameSentFrom protowire.Number = 1
+
+// frameSender returns the from field of an encoded FrameSent.
+func frameSender(b []byte) (string, error) {
+	from := ""
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return "", fmt.Errorf("FrameSent: %w", protowire.ParseError(n))
+		}
+		b = b[n:]
+		if num == frameSentFrom && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return "", fmt.Errorf("FrameSent.from: %w", protowire.ParseError(n))
+			}
+			if !utf8.Valid(v) {
+				return "", errors.New("FrameSent.from: invalid UTF-8")
+			}
+			from = string(v) // the last occurrence wins, as in proto.Unmarshal
+			b = b[n:]
+			continue
+		}
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return "", fmt.Errorf("FrameSent field %d: %w", num, protowire.ParseError(n))
+		}
+		b = b[n:]
+	}
+	return from, nil
 }
 
 func participantKey(code, pid string) []byte {

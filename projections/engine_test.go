@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/switchboard-io/switchboard/actors/session/sessionpb"
 	"github.com/switchboard-io/switchboard/events"
@@ -416,5 +419,44 @@ func TestHistoryByTenant(t *testing.T) {
 	}
 	if got := codes(HistoryQuery{User: "a"}); len(got) != 3 {
 		t.Fatalf("user a in every tenant: %v", got)
+	}
+}
+
+// frameSender reads what proto.Unmarshal reads, and refuses what it refuses.
+func TestFrameSenderMatchesUnmarshal(t *testing.T) {
+	good := [][]byte{}
+	for _, m := range []*sessionpb.FrameSent{
+		{From: "p2", Cseq: 7, Payload: bytes.Repeat([]byte{1}, 128), AtUnixMs: 99},
+		{Cseq: 1},
+		{From: "host", Payload: []byte{}},
+	} {
+		b, err := proto.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		good = append(good, b)
+	}
+	// The same field twice: the last wins.
+	twice := append(append([]byte(nil), good[0]...), protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "p9")...)
+	for _, b := range append(good, twice) {
+		var m sessionpb.FrameSent
+		if err := proto.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		got, err := frameSender(b)
+		if err != nil || got != m.GetFrom() {
+			t.Fatalf("frameSender = %q, %v; Unmarshal's from is %q", got, err, m.GetFrom())
+		}
+	}
+	for _, bad := range [][]byte{
+		{0x0a, 0x05, 'a'},        // from longer than the message
+		{0x0a, 0x02, 0xff, 0xfe}, // from not UTF-8
+		{0x80},                   // truncated tag
+	} {
+		var m sessionpb.FrameSent
+		uerr := proto.Unmarshal(bad, &m)
+		if _, err := frameSender(bad); err == nil || uerr == nil {
+			t.Errorf("%x: frameSender %v, Unmarshal %v: want both to refuse", bad, err, uerr)
+		}
 	}
 }
