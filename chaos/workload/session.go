@@ -67,6 +67,10 @@ func OpenSessions(ctx context.Context, cfg SessionsConfig) (*Sessions, error) {
 	w := &Sessions{cfg: cfg}
 	rotated := func(first int) sessionclient.Config {
 		c := cfg.Client
+		if c.Logger == nil {
+			// Resumes (info) and reconnect attempts (debug) in the run's log.
+			c.Logger = cfg.Logger.With("client", first)
+		}
 		n := len(cfg.Client.Nodes)
 		c.Nodes = make([]string, n)
 		for i := range n {
