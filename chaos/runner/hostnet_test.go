@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,20 +30,6 @@ func reachesFrom(d *hostNetDriver, from int, addr string) bool {
 	host, port, _ := net.SplitHostPort(addr)
 	procs := filepath.Join(d.host.cgroupDir(from), "cgroup.procs")
 	return exec.Command("timeout", "1", "sh", "-c", `echo $$ > "$0" && exec bash -c "exec 3<>/dev/tcp/$1/$2"`, procs, host, port).Run() == nil
-}
-
-// httpTime returns how long a GET of url takes on a fresh connection.
-func httpTime(t *testing.T, url string) time.Duration {
-	t.Helper()
-	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
-	start := time.Now()
-	resp, err := c.Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return time.Since(start)
 }
 
 // Three node processes on the host's loopback, each in a cgroup of its
@@ -92,22 +77,7 @@ func TestHostNetFaultsOnProcesses(t *testing.T) {
 	if why := hostNetProblem(nemesis.Delay); why != "" {
 		t.Logf("delay not tested: it %s", why)
 	} else {
-		ready := func(i int) string { return "http://" + d.c.Nodes[i].HTTPAddr + "/readyz" }
-		if err := d.Shape(2, nemesis.Delay); err != nil {
-			t.Fatal(err)
-		}
-		for range 3 {
-			if got := httpTime(t, ready(2)); got < 100*time.Millisecond {
-				t.Errorf("a request to the delayed n3 took %v, want at least 100 ms", got)
-			}
-		}
-		if got := httpTime(t, ready(1)); got > 100*time.Millisecond {
-			t.Errorf("a request to n2 took %v: only n3 is delayed", got)
-		}
-		if err := d.Unshape(2); err != nil {
-			t.Fatal(err)
-		}
-		eventually(t, "requests to n3 still slow after the delay healed", func() bool { return httpTime(t, ready(2)) < 100*time.Millisecond })
+		checkDelay(t, &d.netProcDriver, func(i int) string { return d.c.Nodes[i].HTTPAddr })
 	}
 
 	// One way: the other nodes' packets to n3 are dropped; the host (a

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -124,17 +125,48 @@ func checkCutAndIsolate(t *testing.T, d *netProcDriver, reach func(from int, add
 	}
 }
 
-// dialTime returns how long a TCP connect to addr from the host takes.
-func dialTime(t *testing.T, addr string) time.Duration {
+// httpTime returns how long a GET of url takes on a fresh connection.
+func httpTime(t *testing.T, url string) time.Duration {
 	t.Helper()
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
 	start := time.Now()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	resp, err := c.Get(url)
 	if err != nil {
-		t.Fatalf("connect to %s: %v", addr, err)
+		t.Fatalf("GET %s: %v", url, err)
 	}
-	took := time.Since(start)
-	c.Close()
-	return took
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return time.Since(start)
+}
+
+// checkDelay delays n3 and checks that every packet it sends waits: an HTTP
+// request to it (its answer) takes at least 100 ms while one to n2 does not;
+// a delayed node does not count as up; healing makes it fast again.
+// httpAddr(i) is node i's HTTP address.
+func checkDelay(t *testing.T, d *netProcDriver, httpAddr func(i int) string) {
+	t.Helper()
+	ready := func(i int) string { return "http://" + httpAddr(i) + "/readyz" }
+	if got := httpTime(t, ready(2)); got > 100*time.Millisecond {
+		t.Fatalf("a request to n3 takes %v before any delay", got)
+	}
+	if err := d.Shape(2, nemesis.Delay); err != nil {
+		t.Fatal(err)
+	}
+	if d.Up(2) {
+		t.Error("a delayed node counts as up")
+	}
+	for range 3 {
+		if got := httpTime(t, ready(2)); got < 100*time.Millisecond {
+			t.Errorf("a request to the delayed n3 took %v, want at least 100 ms", got)
+		}
+	}
+	if got := httpTime(t, ready(1)); got > 100*time.Millisecond {
+		t.Errorf("a request to n2 took %v: only n3 is delayed", got)
+	}
+	if err := d.Unshape(2); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "requests to n3 still slow after the delay healed", func() bool { return httpTime(t, ready(2)) < 100*time.Millisecond })
 }
 
 // eventually polls cond every 100 ms until it holds or 10 s pass.
@@ -171,13 +203,13 @@ func TestNetnsDriverCutsLinksAndCleansUp(t *testing.T) {
 			_ = d.Stop()
 		}
 	}()
-	http := func(i int) string { return d.c.Nodes[i].HTTPAddr }
+	httpAddr := func(i int) string { return d.c.Nodes[i].HTTPAddr }
 	for i := range 3 {
-		if !strings.HasPrefix(http(i), d.net.prefix+".") {
-			t.Fatalf("node %d at %s, not in the run's subnet %s.0/24", i+1, http(i), d.net.prefix)
+		if !strings.HasPrefix(httpAddr(i), d.net.prefix+".") {
+			t.Fatalf("node %d at %s, not in the run's subnet %s.0/24", i+1, httpAddr(i), d.net.prefix)
 		}
 	}
-	checkCutAndIsolate(t, &d.netProcDriver, func(from int, addr string) bool { return reaches(d, from, addr) }, http)
+	checkCutAndIsolate(t, &d.netProcDriver, func(from int, addr string) bool { return reaches(d, from, addr) }, httpAddr)
 	if err := d.Rejoin(2); err != nil {
 		t.Fatal(err)
 	}
@@ -185,33 +217,11 @@ func TestNetnsDriverCutsLinksAndCleansUp(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Delay: every packet n3 sends waits 150 ± 50 ms in the harness's
-	// queue, so a TCP handshake with it (its SYN-ACK) takes at least 100 ms;
-	// healing makes it fast again.
+	// Delay: every packet n3 sends waits 150 ± 50 ms in the harness's queue.
 	if why := netProblem("netns", nemesis.Delay); why != "" {
 		t.Logf("delay not tested: it %s", why)
 	} else {
-		if got := dialTime(t, http(2)); got > 50*time.Millisecond {
-			t.Fatalf("a connect to n3 takes %v before any delay", got)
-		}
-		if err := d.Shape(2, nemesis.Delay); err != nil {
-			t.Fatal(err)
-		}
-		if d.Up(2) {
-			t.Error("a delayed node counts as up")
-		}
-		for range 3 {
-			if got := dialTime(t, http(2)); got < 100*time.Millisecond {
-				t.Errorf("a connect to the delayed n3 took %v, want at least 100 ms", got)
-			}
-		}
-		if got := dialTime(t, http(1)); got > 50*time.Millisecond {
-			t.Errorf("a connect to n2 took %v: only n3 is delayed", got)
-		}
-		if err := d.Unshape(2); err != nil {
-			t.Fatal(err)
-		}
-		eventually(t, "connects to n3 still slow after the delay healed", func() bool { return dialTime(t, http(2)) < 50*time.Millisecond })
+		checkDelay(t, &d.netProcDriver, httpAddr)
 	}
 
 	// The disk of a node is a tmpfs of its own: filling it leaves nothing.
