@@ -21,11 +21,7 @@ import (
 // second, from a process in node from's cgroup (from < 0: the host).
 func reachesFrom(d *hostNetDriver, from int, addr string) bool {
 	if from < 0 {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
+		return hostReaches(addr)
 	}
 	host, port, _ := net.SplitHostPort(addr)
 	procs := filepath.Join(d.host.cgroupDir(from), "cgroup.procs")

@@ -70,15 +70,21 @@ func needNetns(t *testing.T) {
 	testlock.Lock(t, testlock.HostNetwork)
 }
 
+// hostReaches reports whether a TCP connection to addr opens from the host
+// within a second.
+func hostReaches(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err == nil {
+		c.Close()
+	}
+	return err == nil
+}
+
 // reaches reports whether a TCP connection to addr opens from node from's
 // namespace (from < 0: from the host) within a second.
 func reaches(d *netnsDriver, from int, addr string) bool {
 	if from < 0 {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
+		return hostReaches(addr)
 	}
 	host, port, _ := net.SplitHostPort(addr)
 	return d.net.exec(from, "timeout", "1", "bash", "-c", "exec 3<>/dev/tcp/"+host+"/"+port) == nil
