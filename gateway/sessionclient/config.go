@@ -18,6 +18,7 @@ import (
 // Defaults of Config.
 const (
 	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultDialTimeout      = 3 * time.Second
 	DefaultMinBackoff       = 50 * time.Millisecond
 	DefaultMaxBackoff       = 2 * time.Second
 	DefaultGiveUpAfter      = 60 * time.Second
@@ -51,7 +52,16 @@ type Config struct {
 	// CA). Nil means the system roots.
 	TLS *tls.Config
 	// HandshakeTimeout bounds one attempt: dial, upgrade, hello, welcome.
+	// The welcome of a resume may wait for the cluster to re-activate the
+	// session after a node died, so this is generous.
 	HandshakeTimeout time.Duration
+	// DialTimeout bounds the first part of an attempt: TCP connect, TLS and
+	// the WebSocket upgrade, which a running node completes in milliseconds
+	// whatever its cluster is doing. A frozen node's kernel still accepts
+	// the TCP connection, and without this bound a resume that picked it
+	// would wait the whole HandshakeTimeout (or until the node thaws)
+	// before trying the next node. Default 3 s; at most HandshakeTimeout.
+	DialTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the jittered exponential pause between
 	// two full rounds over Nodes.
 	MinBackoff, MaxBackoff time.Duration
@@ -91,6 +101,9 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.HandshakeTimeout == 0 {
 		c.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultDialTimeout
 	}
 	if c.MinBackoff == 0 {
 		c.MinBackoff = DefaultMinBackoff
@@ -137,6 +150,9 @@ func (c Config) Validate() error {
 	}
 	if c.HandshakeTimeout < 0 {
 		errs = append(errs, fmt.Errorf("field HandshakeTimeout %v: must be positive", c.HandshakeTimeout))
+	}
+	if c.DialTimeout < 0 {
+		errs = append(errs, fmt.Errorf("field DialTimeout %v: must be positive", c.DialTimeout))
 	}
 	if c.MinBackoff < 0 {
 		errs = append(errs, fmt.Errorf("field MinBackoff %v: must be positive", c.MinBackoff))

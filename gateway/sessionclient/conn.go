@@ -139,7 +139,12 @@ func (s *Session) attempt(ctx context.Context, idx int, hello sessionwire.Contro
 	defer cancel()
 	stop := context.AfterFunc(s.ctx, cancel)
 	defer stop()
-	ws, resp, err := s.cfg.Dialer(hctx, s.urls[idx], &websocket.DialOptions{HTTPClient: s.httpClient})
+	// The dial has a shorter bound of its own (Config.DialTimeout); the
+	// connection it returns outlives dctx (coder/websocket only uses the
+	// context for the upgrade).
+	dctx, dcancel := context.WithTimeout(hctx, min(s.cfg.DialTimeout, s.cfg.HandshakeTimeout))
+	ws, resp, err := s.cfg.Dialer(dctx, s.urls[idx], &websocket.DialOptions{HTTPClient: s.httpClient})
+	dcancel()
 	if err != nil {
 		if resp != nil && resp.Body != nil {
 			body, _ := io.ReadAll(io.LimitReader(resp.Body, 256))

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -969,5 +970,53 @@ func TestConfirmTimeoutSparesConnectionsThatConfirm(t *testing.T) {
 	}
 	if st := host.Stats(); st.ConfirmTimeouts != 0 || st.Reconnects != 0 {
 		t.Fatalf("a connection that confirms was given up: %+v", st)
+	}
+}
+
+// A frozen node's kernel accepts TCP connections that nobody answers: the
+// client gives such a node up after DialTimeout and reaches the next one,
+// rather than waiting the whole HandshakeTimeout (a minute here).
+func TestDialTimeoutSkipsANodeThatAcceptsButNeverAnswers(t *testing.T) {
+	srv := newServer(t, sessiontest.Options{Nodes: 1})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c) // accepted, never read nor answered
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			_ = c.Close()
+		}
+	})
+	cfg := testConfig(t, srv)
+	cfg.Nodes = append([]string{"wss://" + ln.Addr().String() + SessionPath}, srv.URLs()...)
+	cfg.HandshakeTimeout = time.Minute
+	cfg.DialTimeout = 300 * time.Millisecond
+	ctx := ctxT(t, 15*time.Second)
+	s, err := Open(ctx, cfg, OpenParams{Token: sessiontest.DefaultHostToken, Name: "A"})
+	if err != nil {
+		t.Fatalf("Open with a silent first node: %v", err)
+	}
+	defer s.Close()
+	mu.Lock()
+	n := len(held)
+	mu.Unlock()
+	if n == 0 {
+		t.Error("the silent node was never tried")
 	}
 }
