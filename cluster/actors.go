@@ -33,7 +33,12 @@ type ActorsConfig struct {
 	// in production). Default: insecure (tests on loopback).
 	ServerOptions []grpc.ServerOption
 	DialOptions   []grpc.DialOption
-	Logger        *slog.Logger
+	// EndpointPatience bounds how long a connection to a peer's actor
+	// system waits for the peer's address to answer before protoactor
+	// gives it up (endpointDialOptions). Default DefaultEndpointPatience;
+	// negative: no waiting (protoactor's own behaviour).
+	EndpointPatience time.Duration
+	Logger           *slog.Logger
 	// ActorLogLevel is the minimum level of protoactor's own log records
 	// (it logs every dead letter at Info). Default: Warn.
 	ActorLogLevel slog.Level
@@ -83,6 +88,12 @@ func StartActors(cfg ActorsConfig, m Membership) (a *Actors, err error) {
 	dial := cfg.DialOptions
 	if len(dial) == 0 {
 		dial = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	if cfg.EndpointPatience == 0 {
+		cfg.EndpointPatience = DefaultEndpointPatience
+	}
+	if cfg.EndpointPatience > 0 {
+		dial = append(endpointDialOptions(cfg.EndpointPatience), dial...)
 	}
 	server := append([]grpc.ServerOption{grpc.ChainStreamInterceptor(recoverStream(logger))}, cfg.ServerOptions...)
 	ropts := []remote.ConfigOption{remote.WithDialOptions(dial...), remote.WithServerOptions(server...)}
