@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"log/slog"
 	"sync"
 	"time"
@@ -95,10 +96,11 @@ func (l *Lookup) Get(ci *pcluster.ClusterIdentity) *actor.PID {
 	if owner == "" || c == nil {
 		return nil
 	}
-	res, err := c.ActorSystem.Root.RequestFuture(actor.NewPID(owner, activatorName),
-		&pcluster.ActivationRequest{ClusterIdentity: ci}, l.Timeout).Result()
+	f := c.ActorSystem.Root.RequestFuture(actor.NewPID(owner, activatorName),
+		&pcluster.ActivationRequest{ClusterIdentity: ci}, l.Timeout)
+	res, err := f.Result()
 	if err != nil {
-		l.Logger.Debug("activation request failed", "owner", owner, "identity", ci.AsKey(), "err", err)
+		l.Logger.Debug("activation request failed", "owner", owner, "identity", ci.AsKey(), "future", f.PID().GetId(), "err", err)
 		return nil
 	}
 	r, ok := res.(*pcluster.ActivationResponse)
@@ -192,6 +194,9 @@ func (p *placement) activate(ctx actor.Context, m *pcluster.ActivationRequest) {
 		return
 	}
 	key := ci.AsKey()
+	if p.l.Logger.Enabled(context.Background(), slog.LevelDebug) {
+		p.l.Logger.Debug("activation request", "identity", key, "from", ctx.Sender().String())
+	}
 	if g, ok := p.byKey[key]; ok {
 		ctx.Respond(&pcluster.ActivationResponse{Pid: g.pid})
 		return
