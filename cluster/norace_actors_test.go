@@ -14,10 +14,13 @@ import (
 	"log/slog"
 	"os"
 	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 
 	"github.com/switchboard-io/switchboard/actors/entity"
@@ -432,5 +435,49 @@ func TestNoRaceConcurrentCommandsOneGrain(t *testing.T) {
 	}
 	if got := get(t, nodes[0].actors, "hot"); got.Value != callers*each {
 		t.Fatalf("final value %d, want %d", got.Value, callers*each)
+	}
+}
+
+// switchingSource hands out a stopped cluster first (a node's actor system
+// being replaced in a rejoin), then the running one.
+type switchingSource struct {
+	calls      atomic.Int32
+	stale, cur *pcluster.Cluster
+}
+
+func (s *switchingSource) Cluster() *pcluster.Cluster {
+	if s.calls.Add(1) == 1 {
+		return s.stale
+	}
+	return s.cur
+}
+
+// A call that began on an actor system the node has since stopped goes on
+// through the node's current one (CallOn); Call, bound to the stopped one,
+// fails at once as unavailable instead of asking through it until its
+// deadline.
+func TestNoRaceCallOnFollowsTheNodesCurrentCluster(t *testing.T) {
+	_, _, nodes := startNodes(t, 1)
+	waitTopology(t, nodes, 1)
+	stopped := actor.NewActorSystem()
+	stopped.Shutdown()
+	stale := &pcluster.Cluster{ActorSystem: stopped}
+	src := &switchingSource{stale: stale, cur: nodes[0].actors.Cluster}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := entity.CallOn(ctx, src, counter.Kind, "follow", &counter.Add{Delta: 3})
+	if err != nil {
+		t.Fatalf("CallOn: %v", err)
+	}
+	if v := res.(*counter.Value); v.Value != 3 || src.calls.Load() < 2 {
+		t.Fatalf("CallOn: value %d after %d looks at the source, want 3 after at least 2", v.Value, src.calls.Load())
+	}
+	start := time.Now()
+	_, err = entity.Call(ctx, stale, counter.Kind, "follow", &counter.Get{}, entity.Idempotent(time.Second))
+	if !errors.Is(err, entity.ErrUnavailable) || !strings.Contains(err.Error(), "not running") {
+		t.Fatalf("Call on a stopped actor system: %v, want unavailable (not running)", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("Call on a stopped actor system waited %v, until the deadline", time.Since(start))
 	}
 }

@@ -98,8 +98,42 @@ func Idempotent(attempt time.Duration) CallOption {
 // ErrUnavailable, and the caller retries with the node's next cluster.
 func Call(ctx context.Context, c *pcluster.Cluster, kind, id string, cmd proto.Message, opts ...CallOption) (proto.Message, error) {
 	if c == nil {
-		return nil, &Error{Kind: kind, ID: id, Code: CodeUnavailable, Message: "the node's actor system is not running (rejoining the cluster)"}
+		return nil, errNotRunning(kind, id)
 	}
+	return call(ctx, fixed{c}, false, kind, id, cmd, opts...)
+}
+
+// Source gives the cluster a node currently runs. It changes when the node
+// rejoins under a new actor system (cluster.Node), and is nil while the node
+// has none.
+type Source interface {
+	Cluster() *pcluster.Cluster
+}
+
+// CallOn is Call for a caller that holds the node rather than one of its
+// clusters: every attempt uses src's current cluster, and while the node has
+// none (or only the one it is stopping) attempts wait with the same backoff
+// until ctx ends. A call that began just before the node rejoined therefore
+// continues on the new actor system. (With Call, it kept asking through the
+// stopped one, whose address the new system had taken over: the owner's
+// replies arrived at the new system, which had no such request, and the call
+// failed every attempt until its deadline — seconds of stalled sessions after
+// every rejoin, docs/chaos.md.)
+func CallOn(ctx context.Context, src Source, kind, id string, cmd proto.Message, opts ...CallOption) (proto.Message, error) {
+	return call(ctx, src, true, kind, id, cmd, opts...)
+}
+
+type fixed struct{ c *pcluster.Cluster }
+
+func (f fixed) Cluster() *pcluster.Cluster { return f.c }
+
+func errNotRunning(kind, id string) *Error {
+	return &Error{Kind: kind, ID: id, Code: CodeUnavailable, Message: "the node's actor system is not running (rejoining the cluster)"}
+}
+
+// call is Call and CallOn; follow says whether a missing or stopped cluster
+// is waited for (src may replace it) or final.
+func call(ctx context.Context, src Source, follow bool, kind, id string, cmd proto.Message, opts ...CallOption) (proto.Message, error) {
 	cfg := callConfig{}
 	for _, o := range opts {
 		o(&cfg)
@@ -127,6 +161,14 @@ func Call(ctx context.Context, c *pcluster.Cluster, kind, id string, cmd proto.M
 		remaining := time.Until(deadline(ctx))
 		if remaining <= 0 {
 			return nil, &Error{Kind: kind, ID: id, Code: CodeUnavailable, Message: fmt.Sprintf("deadline exceeded (last: %v)", last)}
+		}
+		c := src.Cluster()
+		if c == nil || c.ActorSystem.IsStopped() {
+			if !follow {
+				return nil, errNotRunning(kind, id)
+			}
+			last = errors.New("the node's actor system is not running (rejoining the cluster)")
+			continue
 		}
 		pid := lookup(c, kind, id)
 		if pid == nil {

@@ -210,7 +210,7 @@ func sweepSessions(ctx context.Context, node *cluster.Node, views *projections.E
 		}
 		for _, code := range due {
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_, err := entity.Call(cctx, node.Cluster(), session.Kind, code, &sessionpb.Expire{}, entity.Idempotent(time.Second))
+			_, err := entity.CallOn(cctx, node, session.Kind, code, &sessionpb.Expire{}, entity.Idempotent(time.Second))
 			cancel()
 			if err != nil && ctx.Err() == nil {
 				logger.Warn("session sweep: expire failed", "component", "sweep", "session", code, "err", err)

@@ -35,14 +35,13 @@ func init() {
 		// or the error text with 503 (unavailable / outcome unknown), 409
 		// (rejected) or 500.
 		handle := func(w http.ResponseWriter, r *http.Request, cmd proto.Message, opts ...entity.CallOption) {
-			c := n.Cluster()
-			if c == nil {
+			if n.Cluster() == nil {
 				http.Error(w, "actor system not running", http.StatusServiceUnavailable)
 				return
 			}
 			ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 			defer cancel()
-			res, err := entity.Call(ctx, c, counter.Kind, r.PathValue("id"), cmd, opts...)
+			res, err := entity.CallOn(ctx, n, counter.Kind, r.PathValue("id"), cmd, opts...)
 			switch {
 			case errors.Is(err, entity.ErrUnavailable):
 				http.Error(w, err.Error(), http.StatusServiceUnavailable)

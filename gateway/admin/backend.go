@@ -50,7 +50,7 @@ func (b *NodeBackend) ReadEvent(pos uint64) (events.RecordedEvent, bool, error) 
 // Call sends cmd to a grain (not idempotent: a timeout is reported, not
 // retried, since the command may have taken effect).
 func (b *NodeBackend) Call(ctx context.Context, kind, id string, cmd proto.Message) (proto.Message, error) {
-	return entity.Call(ctx, b.node.Cluster(), kind, id, cmd)
+	return entity.CallOn(ctx, b.node, kind, id, cmd)
 }
 
 // Cluster builds the cluster view: gossip members, the Raft configuration

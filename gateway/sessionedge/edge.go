@@ -438,15 +438,16 @@ func (e *Edge) sweep() {
 
 // call sends cmd to the session grain and waits for its reply.
 func (e *Edge) call(ctx context.Context, code string, cmd proto.Message, idempotent bool) (proto.Message, error) {
-	c := e.node.Cluster()
-	if c == nil {
+	if e.node.Cluster() == nil {
 		return nil, &entity.Error{Kind: session.Kind, ID: code, Code: entity.CodeUnavailable, Message: "the node's actor system is restarting"}
 	}
 	var opts []entity.CallOption
 	if idempotent {
 		opts = append(opts, entity.Idempotent(2*time.Second))
 	}
-	return entity.Call(ctx, c, session.Kind, code, cmd, opts...)
+	// CallOn, not Call: if the node rejoins while the call retries, the
+	// next attempts go through its new actor system.
+	return entity.CallOn(ctx, e.node, session.Kind, code, cmd, opts...)
 }
 
 // requestCached sends cmd to the session grain's cached activation and
