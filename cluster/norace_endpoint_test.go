@@ -3,6 +3,9 @@
 package cluster
 
 import (
+	"context"
+	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"strconv"
@@ -13,8 +16,11 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/remote"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/switchboard-io/switchboard/internal/frozen"
 )
 
 func freeLoopbackPort(t *testing.T) int {
@@ -31,12 +37,18 @@ func freeLoopbackPort(t *testing.T) int {
 // named "echo" that answers every StringValue with itself.
 func startEchoSystem(t *testing.T, port int, patience time.Duration) (*actor.ActorSystem, *remote.Remote) {
 	t.Helper()
+	var extra []grpc.DialOption
+	if patience > 0 {
+		extra = endpointDialOptions(patience)
+	}
+	return startEchoSystemWith(t, port, extra)
+}
+
+func startEchoSystemWith(t *testing.T, port int, extra []grpc.DialOption) (*actor.ActorSystem, *remote.Remote) {
+	t.Helper()
 	quiet := slog.New(slog.DiscardHandler)
 	system := actor.NewActorSystemWithConfig(actor.Configure(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet })))
-	dial := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
-	if patience > 0 {
-		dial = append(endpointDialOptions(patience), dial...)
-	}
+	dial := append(append([]grpc.DialOption(nil), extra...), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	rc := remote.Configure("127.0.0.1", port, remote.WithDialOptions(dial...))
 	rc.MaxRetryCount = 1 // as StartActors
 	r := remote.NewRemote(system, rc)
@@ -131,5 +143,105 @@ func TestNoRacePatientEndpointReachesASystemRestartedAtTheSameAddress(t *testing
 				t.Fatalf("request sent while the address was coming back: %v, %v (want delivered: %v)", res, err, tc.wantOK)
 			}
 		})
+	}
+}
+
+// A writer's stream that ends because the writer closed its own connection
+// (protoactor stops a writer whose endpoint was removed) ends cleanly, so
+// that protoactor publishes no termination for the address; a stream that
+// ends because the peer went away still reports the error.
+func TestNoRacePatientStreamEnds(t *testing.T) {
+	port := freeLoopbackPort(t)
+	system, r := startEchoSystem(t, port, 0)
+	defer system.Shutdown()
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	open := func() (*grpc.ClientConn, remote.Remoting_ReceiveClient) {
+		t.Helper()
+		cc, err := grpc.NewClient(addr, append(endpointDialOptions(DefaultEndpointPatience), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := remote.NewRemotingClient(cc).Receive(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = s.Send(&remote.RemoteMessage{MessageType: &remote.RemoteMessage_ConnectRequest{ConnectRequest: &remote.ConnectRequest{
+			ConnectionType: &remote.ConnectRequest_ServerConnection{ServerConnection: &remote.ServerConnection{SystemId: "test", Address: "127.0.0.1:1"}},
+		}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Recv(); err != nil {
+			t.Fatalf("connect response: %v", err)
+		}
+		return cc, s
+	}
+
+	cc, s := open()
+	_ = cc.Close()
+	if _, err := s.Recv(); err != io.EOF {
+		t.Errorf("stream of a connection closed by its writer ended with %v, want io.EOF", err)
+	}
+
+	cc, s = open()
+	defer cc.Close()
+	r.Shutdown(false)
+	if _, err := s.Recv(); err == nil || err == io.EOF {
+		t.Errorf("stream of a peer that went away ended with %v, want its error", err)
+	}
+}
+
+// A peer whose kernel accepts connections that nobody answers (a frozen
+// process) is waited for longer than one that refuses them: well past the
+// patience, the writer still connects to the actor system that then comes
+// up at the address, and the message sent meanwhile arrives.
+func TestNoRacePatientEndpointWaitsForAFrozenPeer(t *testing.T) {
+	dial := []grpc.DialOption{
+		grpc.WithChainStreamInterceptor(patientEndpoints(200*time.Millisecond, 20*time.Second)),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, MaxDelay: time.Second}, MinConnectTimeout: 20 * time.Second}),
+	}
+	port := freeLoopbackPort(t)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	peer, peerRemote := startEchoSystemWith(t, freeLoopbackPort(t), dial)
+	defer func() { peerRemote.Shutdown(false); peer.Shutdown() }()
+
+	// The frozen peer: connections are accepted and held, never answered.
+	fz, err := frozen.Listen(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fut := peer.Root.RequestFuture(actor.NewPID(addr, "echo"), wrapperspb.String("while frozen"), 15*time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	for fz.Accepted() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the peer never connected")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Frozen for five times the patience, from the first held connection.
+	time.Sleep(time.Second) // the frozen time itself, not a wait for a condition
+	_ = fz.Close()
+	thawed, thawedRemote := startEchoSystemWith(t, port, dial)
+	defer func() { thawedRemote.Shutdown(false); thawed.Shutdown() }()
+	res, err := fut.Result()
+	if err != nil || res.(*wrapperspb.StringValue).GetValue() != "echo while frozen" {
+		t.Fatalf("request sent while the peer was frozen: %v, %v", res, err)
+	}
+}
+
+// A peer address that refuses connections (nothing runs there) is given up
+// after the patience, not the frozen bound: what was sent there comes back
+// as a dead letter, as protoactor does on its own.
+func TestNoRacePatientEndpointGivesUpARefusingPeer(t *testing.T) {
+	dial := []grpc.DialOption{
+		grpc.WithChainStreamInterceptor(patientEndpoints(200*time.Millisecond, time.Minute)),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, MaxDelay: time.Second}, MinConnectTimeout: time.Minute}),
+	}
+	peer, peerRemote := startEchoSystemWith(t, freeLoopbackPort(t), dial)
+	defer func() { peerRemote.Shutdown(false); peer.Shutdown() }()
+	addr := "127.0.0.1:" + strconv.Itoa(freeLoopbackPort(t)) // nothing listens
+	_, err := peer.Root.RequestFuture(actor.NewPID(addr, "echo"), wrapperspb.String("x"), 30*time.Second).Result()
+	if !errors.Is(err, actor.ErrDeadLetter) {
+		t.Fatalf("request to a refusing address: %v, want a dead letter (given up after the patience)", err)
 	}
 }

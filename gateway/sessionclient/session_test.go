@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/switchboard-io/switchboard/gateway/sessionclient/sessiontest"
+	"github.com/switchboard-io/switchboard/internal/frozen"
 )
 
 func newServer(t *testing.T, opts sessiontest.Options) *sessiontest.Server {
@@ -978,33 +978,13 @@ func TestConfirmTimeoutSparesConnectionsThatConfirm(t *testing.T) {
 // rather than waiting the whole HandshakeTimeout (a minute here).
 func TestDialTimeoutSkipsANodeThatAcceptsButNeverAnswers(t *testing.T) {
 	srv := newServer(t, sessiontest.Options{Nodes: 1})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	fz, err := frozen.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var held []net.Conn
-	var mu sync.Mutex
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			held = append(held, c) // accepted, never read nor answered
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range held {
-			_ = c.Close()
-		}
-	})
+	t.Cleanup(func() { _ = fz.Close() })
 	cfg := testConfig(t, srv)
-	cfg.Nodes = append([]string{"wss://" + ln.Addr().String() + SessionPath}, srv.URLs()...)
+	cfg.Nodes = append([]string{"wss://" + fz.Addr().String() + SessionPath}, srv.URLs()...)
 	cfg.HandshakeTimeout = time.Minute
 	cfg.DialTimeout = 300 * time.Millisecond
 	ctx := ctxT(t, 15*time.Second)
@@ -1013,10 +993,7 @@ func TestDialTimeoutSkipsANodeThatAcceptsButNeverAnswers(t *testing.T) {
 		t.Fatalf("Open with a silent first node: %v", err)
 	}
 	defer s.Close()
-	mu.Lock()
-	n := len(held)
-	mu.Unlock()
-	if n == 0 {
+	if fz.Accepted() == 0 {
 		t.Error("the silent node was never tried")
 	}
 }
