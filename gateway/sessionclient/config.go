@@ -85,10 +85,11 @@ type Config struct {
 	// re-sends what is unconfirmed) when durable frames wait that long for
 	// their confirmation although the node answers pings and the client
 	// re-sends them every second: a node that takes frames but can no
-	// longer get them written is as good as gone. Default 30 s: longer
-	// than the stalls a node recovers from by itself (up to ≈10 s after it
-	// was frozen and rejoined, docs/chaos.md), so that it does not turn
-	// them into resumes; negative turns it off.
+	// longer get them written is as good as gone. Default 30 s: well
+	// above the stalls a node recovers from by itself (a Raft election, a
+	// rejoin after it was frozen; they used to last up to ≈10 s,
+	// docs/chaos.md), so that it does not turn them into resumes;
+	// negative turns it off.
 	ConfirmTimeout time.Duration
 	// Logger receives Debug lines for reconnect attempts and Info lines for
 	// resumes; nil discards.
