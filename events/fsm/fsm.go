@@ -111,6 +111,7 @@ type FSM struct {
 	noWAL      bool                   // see Options.NoWAL
 	ids        *idFilter              // see cache.go
 	metas      *metaCache             // see cache.go
+	tail       *tail                  // see tail.go
 
 	applied atomic.Uint64 // last applied raft index (0 while a restore is needed)
 	lastPos atomic.Uint64 // last global position written
@@ -160,6 +161,7 @@ func New(db *pebble.DB, prefix byte, limits Limits, opts Options) (*FSM, error) 
 		notifyCh:   make(chan struct{}),
 		ids:        newIDFilter(limits.AppendIDRetention),
 		metas:      newMetaCache(1 << 16),
+		tail:       newTail(tailEvents, tailBytes),
 	}
 	if opts.SyncWrites {
 		f.writeOpts = pebble.Sync
@@ -330,6 +332,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	for stream, m := range tx.pending {
 		f.metas.put(stream, m)
 	}
+	f.tail.push(tx.recorded)
 
 	f.lastPos.Store(tx.state.Position)
 	f.applied.Store(tx.state.Index)
@@ -363,6 +366,26 @@ type applyTx struct {
 	time    int64 // entry time of the entry being applied
 	cutoff  int64 // dedup records with time < cutoff are expired
 	stats   applyStats
+	// recorded are the events written by this batch, for the tail; their
+	// Data and Meta live in arena.
+	recorded []RecordedEvent
+	arena    []byte
+}
+
+// record keeps a copy of an event written at pos for the tail.
+func (tx *applyTx) record(pos uint64, stream string, version, epoch uint64, ev Event) {
+	keep := func(b []byte) []byte {
+		if len(b) == 0 {
+			return nil // as decodeRecordedEvent reads an empty field
+		}
+		if cap(tx.arena)-len(tx.arena) < len(b) {
+			tx.arena = make([]byte, 0, max(64<<10, len(b)))
+		}
+		tx.arena = append(tx.arena, b...)
+		return tx.arena[len(tx.arena)-len(b) : len(tx.arena) : len(tx.arena)]
+	}
+	tx.recorded = append(tx.recorded, RecordedEvent{Position: pos, Stream: stream, Version: version, Epoch: epoch,
+		Time: tx.time, Type: ev.Type, Data: keep(ev.Data), Meta: keep(ev.Meta)})
 }
 
 func (tx *applyTx) applyLog(l *raft.Log) interface{} {
@@ -461,6 +484,7 @@ func (tx *applyTx) append(a *Append) Result {
 		f.kbuf = f.keys.event(f.kbuf[:0], pos)
 		f.vbuf = appendRecordedValue(f.vbuf[:0], a.Stream, v, a.Epoch, tx.time, ev)
 		tx.set(f.kbuf, f.vbuf)
+		tx.record(pos, a.Stream, v, a.Epoch, ev)
 		tx.stats.bytes += ev.Size()
 	}
 	n := uint64(len(a.Events))

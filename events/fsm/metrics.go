@@ -15,6 +15,7 @@ type metrics struct {
 	batch     prometheus.Histogram
 	dedupHits prometheus.Counter
 	expired   prometheus.Counter
+	tailReads prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -44,13 +45,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "switchboard", Subsystem: "fsm", Name: "dedup_expired_total",
 			Help: "Remembered command ids deleted after their retention.",
 		}),
+		tailReads: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "switchboard", Subsystem: "fsm", Name: "tail_reads_total",
+			Help: "Reads of the global log served from the in-memory tail of recently applied events instead of Pebble.",
+		}),
 	}
 	if reg != nil {
 		var err error
 		if commands, err = register(reg, commands); err != nil {
 			return nil, err
 		}
-		for _, c := range []*prometheus.Counter{&m.events, &m.bytes, &m.dedupHits, &m.expired} {
+		for _, c := range []*prometheus.Counter{&m.events, &m.bytes, &m.dedupHits, &m.expired, &m.tailReads} {
 			if *c, err = register(reg, *c); err != nil {
 				return nil, err
 			}

@@ -151,13 +151,22 @@ func (f *FSM) ReadStream(stream string, fromVersion uint64, max int) ([]Recorded
 // and 1 both mean the first event): up to max events and, if maxBytes > 0, up
 // to maxBytes bytes of Type+Data+Meta, but always at least one event if there
 // is one (so a reader always makes progress). The result never aliases Pebble
-// memory. Errors: ErrInvalid (max < 1), ErrUnavailable.
+// memory. Events recently applied are served from memory (tail.go): their
+// Data and Meta may be shared with other readers and must not be modified.
+// Errors: ErrInvalid (max < 1), ErrUnavailable.
 func (f *FSM) ReadAll(fromPosition uint64, max int, maxBytes int) ([]RecordedEvent, error) {
 	if max < 1 {
 		return nil, fmt.Errorf("%w: max is %d, must be at least 1", ErrInvalid, max)
 	}
 	if fromPosition == 0 {
 		fromPosition = 1
+	}
+	if f.restoreSeq.Load()%2 == 0 {
+		// Readers that keep up with the log are served from memory.
+		if evs, ok := f.tail.read(fromPosition, max, maxBytes); ok {
+			f.metrics.tailReads.Inc()
+			return evs, nil
+		}
 	}
 	lower := f.keys.ns(nil, nsEvent)
 	seq, err := f.readBegin()

@@ -221,6 +221,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.applied.Store(0)
 	f.lastPos.Store(0)
+	f.tail.reset()
 	f.log.Info("restoring from snapshot")
 
 	if err := f.beginRestore(); err != nil {
