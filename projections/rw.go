@@ -8,12 +8,14 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/switchboard-io/switchboard/events"
+	"github.com/switchboard-io/switchboard/events/raftstore"
 )
 
 // Writer is a projection's view of one batch: its keys are relative to the
 // projection's generation, and Get sees the batch's own writes.
 type Writer struct {
-	b      *pebble.Batch
+	b      *pebble.Batch // indexed: serves Get
+	sorted *raftstore.SortedWrites
 	prefix []byte
 	r      *runner
 	buf    []byte
@@ -26,17 +28,21 @@ func (w *Writer) key(k []byte) []byte {
 
 // Set writes key = value (Pebble copies both).
 func (w *Writer) Set(key, value []byte) error {
-	if err := w.b.Set(w.key(key), value, nil); err != nil {
+	k := w.key(key)
+	if err := w.b.Set(k, value, nil); err != nil {
 		return fmt.Errorf("projections: set: %w", err)
 	}
+	w.sorted.Set(k, value)
 	return nil
 }
 
 // Delete removes key.
 func (w *Writer) Delete(key []byte) error {
-	if err := w.b.Delete(w.key(key), nil); err != nil {
+	k := w.key(key)
+	if err := w.b.Delete(k, nil); err != nil {
 		return fmt.Errorf("projections: delete: %w", err)
 	}
+	w.sorted.Delete(k)
 	return nil
 }
 
