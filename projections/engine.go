@@ -454,6 +454,7 @@ type runner struct {
 	started atomic.Bool
 	skipped atomic.Uint64
 	sorted  raftstore.SortedWrites // the writes of the batch being applied (apply's goroutine only)
+	written map[string]written     // the same, by key, for Writer.Get (apply's goroutine only)
 }
 
 func (e *Engine) newRunner(st *proj, gen, pos uint64) *runner {
@@ -570,19 +571,20 @@ func (r *runner) apply(evs []events.RecordedEvent) error {
 		return fmt.Errorf("projections: %s: log returned position %d, expected %d", name, evs[0].Position, want)
 	}
 	start := time.Now()
-	b := r.e.db.NewIndexedBatch()
-	defer b.Close()
 	r.sorted.Reset()
-	w := &Writer{b: b, sorted: &r.sorted, prefix: rowPrefix(name, r.gen), r: r}
+	if r.written == nil {
+		r.written = map[string]written{}
+	}
+	clear(r.written)
+	w := &Writer{db: r.e.db, written: r.written, sorted: &r.sorted, prefix: rowPrefix(name, r.gen), r: r}
 	if err := r.st.p.Apply(w, evs); err != nil {
 		return fmt.Errorf("projections: %s: apply from %d: %w", name, evs[0].Position, err)
 	}
 	last := evs[len(evs)-1].Position
 	r.sorted.Set(checkpointKey(name, r.gen), encodeU64(last))
-	// The indexed batch served the projection's reads of its own writes;
-	// what is committed is the same writes in key order
-	// (raftstore.SortedWrites: far cheaper memtable inserts than the
-	// projection's order, which jumps between rows and indexes).
+	// The writes go to the memtable in key order (raftstore.SortedWrites:
+	// far cheaper inserts than the projection's order, which jumps between
+	// rows and indexes); Get read the batch's own writes from r.written.
 	out := r.e.db.NewBatch()
 	defer out.Close()
 	if _, err := r.sorted.WriteTo(out); err != nil {

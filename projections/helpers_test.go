@@ -36,7 +36,7 @@ func testLog(t *testing.T) (*localcluster.Cluster, *events.Node) {
 }
 
 // memDB opens a views database in memory (crash-cloneable).
-func memDB(t *testing.T, fs vfs.FS) *pebble.DB {
+func memDB(t testing.TB, fs vfs.FS) *pebble.DB {
 	t.Helper()
 	db, err := raftstore.OpenDB("views", raftstore.DBOptions{Logger: quiet, FS: fs, DisableWAL: true})
 	if err != nil {

@@ -14,11 +14,17 @@ import (
 // Writer is a projection's view of one batch: its keys are relative to the
 // projection's generation, and Get sees the batch's own writes.
 type Writer struct {
-	b      *pebble.Batch // indexed: serves Get
-	sorted *raftstore.SortedWrites
-	prefix []byte
-	r      *runner
-	buf    []byte
+	db      pebble.Reader           // the committed views
+	written map[string]written      // this batch's writes (the last of each key), for Get
+	sorted  *raftstore.SortedWrites // this batch's writes, committed in key order
+	prefix  []byte
+	r       *runner
+	buf     []byte
+}
+
+type written struct {
+	v   []byte
+	del bool
 }
 
 func (w *Writer) key(k []byte) []byte {
@@ -26,29 +32,32 @@ func (w *Writer) key(k []byte) []byte {
 	return w.buf
 }
 
-// Set writes key = value (Pebble copies both).
+// Set writes key = value (both copied).
 func (w *Writer) Set(key, value []byte) error {
 	k := w.key(key)
-	if err := w.b.Set(k, value, nil); err != nil {
-		return fmt.Errorf("projections: set: %w", err)
-	}
 	w.sorted.Set(k, value)
+	w.written[string(k)] = written{v: append([]byte(nil), value...)}
 	return nil
 }
 
 // Delete removes key.
 func (w *Writer) Delete(key []byte) error {
 	k := w.key(key)
-	if err := w.b.Delete(k, nil); err != nil {
-		return fmt.Errorf("projections: delete: %w", err)
-	}
 	w.sorted.Delete(k)
+	w.written[string(k)] = written{del: true}
 	return nil
 }
 
 // Get returns a copy of key's value, including writes earlier in this batch.
 func (w *Writer) Get(key []byte) ([]byte, bool, error) {
-	v, closer, err := w.b.Get(w.key(key))
+	k := w.key(key)
+	if x, ok := w.written[string(k)]; ok {
+		if x.del {
+			return nil, false, nil
+		}
+		return append([]byte(nil), x.v...), true, nil
+	}
+	v, closer, err := w.db.Get(k)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, false, nil
 	}
