@@ -227,9 +227,9 @@ func (p *patientStream) RecvMsg(m any) error {
 			// EndpointTerminatedEvent for the address, and the endpoint
 			// manager, which keys endpoints by address alone, would
 			// remove the endpoint that replaced this one — whose writer,
-			// stopping, would do the same to the next: a chain that kept
-			// a rejoined node's replies from arriving. A clean end of
-			// stream publishes nothing.
+			// stopping, would do the same to the next (chains of such
+			// removals showed in chaos runs after rejoins). A clean end
+			// of stream publishes nothing.
 			return io.EOF
 		}
 		return err

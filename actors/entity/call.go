@@ -167,7 +167,7 @@ func call(ctx context.Context, src Source, follow bool, kind, id string, cmd pro
 			if !follow {
 				return nil, errNotRunning(kind, id)
 			}
-			last = errors.New("the node's actor system is not running (rejoining the cluster)")
+			last = errNotRunning(kind, id)
 			continue
 		}
 		pid := lookup(c, kind, id)

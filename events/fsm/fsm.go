@@ -366,26 +366,29 @@ type applyTx struct {
 	time    int64 // entry time of the entry being applied
 	cutoff  int64 // dedup records with time < cutoff are expired
 	stats   applyStats
-	// recorded are the events written by this batch, for the tail; their
-	// Data and Meta live in arena.
+	// recorded are the events written by this batch, for the tail.
 	recorded []RecordedEvent
-	arena    []byte
 }
 
-// record keeps a copy of an event written at pos for the tail.
+// record keeps a copy of an event written at pos for the tail. Data and
+// Meta share one allocation per event, so that the tail's memory is what
+// it holds (a larger arena shared by a batch would stay alive as long as
+// any of its events does).
 func (tx *applyTx) record(pos uint64, stream string, version, epoch uint64, ev Event) {
-	keep := func(b []byte) []byte {
-		if len(b) == 0 {
-			return nil // as decodeRecordedEvent reads an empty field
+	var data, meta []byte // nil when empty, as decodeRecordedEvent reads an empty field
+	if n := len(ev.Data) + len(ev.Meta); n > 0 {
+		buf := make([]byte, n)
+		copy(buf, ev.Data)
+		copy(buf[len(ev.Data):], ev.Meta)
+		if len(ev.Data) > 0 {
+			data = buf[:len(ev.Data):len(ev.Data)]
 		}
-		if cap(tx.arena)-len(tx.arena) < len(b) {
-			tx.arena = make([]byte, 0, max(64<<10, len(b)))
+		if len(ev.Meta) > 0 {
+			meta = buf[len(ev.Data):]
 		}
-		tx.arena = append(tx.arena, b...)
-		return tx.arena[len(tx.arena)-len(b) : len(tx.arena) : len(tx.arena)]
 	}
 	tx.recorded = append(tx.recorded, RecordedEvent{Position: pos, Stream: stream, Version: version, Epoch: epoch,
-		Time: tx.time, Type: ev.Type, Data: keep(ev.Data), Meta: keep(ev.Meta)})
+		Time: tx.time, Type: ev.Type, Data: data, Meta: meta})
 }
 
 func (tx *applyTx) applyLog(l *raft.Log) interface{} {
