@@ -581,7 +581,6 @@ func (r *runner) apply(evs []events.RecordedEvent) error {
 		return fmt.Errorf("projections: %s: apply from %d: %w", name, evs[0].Position, err)
 	}
 	last := evs[len(evs)-1].Position
-	r.sorted.Set(checkpointKey(name, r.gen), encodeU64(last))
 	// The writes go to the memtable in key order (raftstore.SortedWrites:
 	// far cheaper inserts than the projection's order, which jumps between
 	// rows and indexes); Get read the batch's own writes from r.written.
@@ -589,6 +588,12 @@ func (r *runner) apply(evs []events.RecordedEvent) error {
 	defer out.Close()
 	if _, err := r.sorted.WriteTo(out); err != nil {
 		return fmt.Errorf("projections: %s: %w", name, err)
+	}
+	// The checkpoint is outside the rows' key range (so it stays out of
+	// their sort, whose keys then share the view's prefix), in the same
+	// atomic batch.
+	if err := out.Set(checkpointKey(name, r.gen), encodeU64(last), nil); err != nil {
+		return fmt.Errorf("projections: %s: checkpoint: %w", name, err)
 	}
 	if err := out.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("projections: %s: commit: %w", name, err)

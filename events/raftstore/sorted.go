@@ -2,6 +2,7 @@ package raftstore
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"slices"
 
@@ -34,9 +35,10 @@ type SortedWrites struct {
 }
 
 type sortedOp struct {
-	k, v   [2]int // offsets into arena: [start, end)
+	pre    uint64    // 8 key bytes after the batch's common prefix (see WriteTo)
+	k, v   [2]uint32 // offsets into arena: [start, end)
+	serial uint32    // order of addition, to keep the last write of a key
 	del    bool
-	serial int // order of addition, to keep the last write of a key
 }
 
 // Set records a set of k to v (both copied).
@@ -46,10 +48,12 @@ func (w *SortedWrites) Set(k, v []byte) { w.add(k, v, false) }
 func (w *SortedWrites) Delete(k []byte) { w.add(k, nil, true) }
 
 func (w *SortedWrites) add(k, v []byte, del bool) {
-	op := sortedOp{del: del, serial: len(w.ops)}
-	op.k = [2]int{len(w.arena), len(w.arena) + len(k)}
+	// Offsets are 32 bits (a smaller op sorts faster): one commit's writes
+	// stay far below 4 GiB (Pebble's own batch limit).
+	op := sortedOp{del: del, serial: uint32(len(w.ops))}
+	op.k = [2]uint32{uint32(len(w.arena)), uint32(len(w.arena) + len(k))}
 	w.arena = append(w.arena, k...)
-	op.v = [2]int{len(w.arena), len(w.arena) + len(v)}
+	op.v = [2]uint32{uint32(len(w.arena)), uint32(len(w.arena) + len(v))}
 	w.arena = append(w.arena, v...)
 	w.ops = append(w.ops, op)
 }
@@ -68,11 +72,41 @@ func (w *SortedWrites) key(op sortedOp) []byte { return w.arena[op.k[0]:op.k[1]]
 // WriteTo adds the writes to b in key order, the last write of each key
 // only, and returns how many it added.
 func (w *SortedWrites) WriteTo(b *pebble.Batch) (int, error) {
+	// Keys of one batch share long prefixes (a view's name and generation,
+	// a namespace), so most byte comparisons would walk them: compare the 8
+	// bytes after the prefix all keys share first, as a number, and the
+	// whole keys only when those are equal. (Zero padding of short keys
+	// keeps the order: a tie falls through to bytes.Compare.)
+	lcp := 0
+	if len(w.ops) > 0 {
+		first := w.key(w.ops[0])
+		lcp = len(first)
+		for _, op := range w.ops[1:] {
+			k := w.key(op)
+			n := min(lcp, len(k))
+			i := 0
+			for i < n && k[i] == first[i] {
+				i++
+			}
+			lcp = i
+		}
+	}
+	for i := range w.ops {
+		var buf [8]byte
+		copy(buf[:], w.key(w.ops[i])[lcp:])
+		w.ops[i].pre = binary.BigEndian.Uint64(buf[:])
+	}
 	slices.SortFunc(w.ops, func(x, y sortedOp) int {
+		if x.pre != y.pre {
+			if x.pre < y.pre {
+				return -1
+			}
+			return 1
+		}
 		if c := bytes.Compare(w.key(x), w.key(y)); c != 0 {
 			return c
 		}
-		return x.serial - y.serial
+		return int(x.serial) - int(y.serial)
 	})
 	n := 0
 	for i, op := range w.ops {
