@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -50,6 +51,9 @@ func (w *SortedWrites) Delete(k []byte) { w.add(k, nil, true) }
 func (w *SortedWrites) add(k, v []byte, del bool) {
 	// Offsets are 32 bits (a smaller op sorts faster): one commit's writes
 	// stay far below 4 GiB (Pebble's own batch limit).
+	if len(w.arena)+len(k)+len(v) > math.MaxUint32 {
+		panic("raftstore: SortedWrites: more than 4 GiB of writes in one commit")
+	}
 	op := sortedOp{del: del, serial: uint32(len(w.ops))}
 	op.k = [2]uint32{uint32(len(w.arena)), uint32(len(w.arena) + len(k))}
 	w.arena = append(w.arena, k...)
