@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"context"
 	"log/slog"
 	"sync"
 	"time"
@@ -194,9 +193,7 @@ func (p *placement) activate(ctx actor.Context, m *pcluster.ActivationRequest) {
 		return
 	}
 	key := ci.AsKey()
-	if p.l.Logger.Enabled(context.Background(), slog.LevelDebug) {
-		p.l.Logger.Debug("activation request", "identity", key, "from", ctx.Sender().String())
-	}
+	p.l.Logger.Debug("activation request", "identity", key, "from", ctx.Sender()) // formatted only when enabled; a nil sender prints <nil>
 	if g, ok := p.byKey[key]; ok {
 		ctx.Respond(&pcluster.ActivationResponse{Pid: g.pid})
 		return

@@ -35,8 +35,7 @@ func (w *Writer) key(k []byte) []byte {
 // Set writes key = value (both copied).
 func (w *Writer) Set(key, value []byte) error {
 	k := w.key(key)
-	w.sorted.Set(k, value)
-	w.written[string(k)] = written{v: append([]byte(nil), value...)}
+	w.written[string(k)] = written{v: w.sorted.Set(k, value)}
 	return nil
 }
 

@@ -42,13 +42,14 @@ type sortedOp struct {
 	del    bool
 }
 
-// Set records a set of k to v (both copied).
-func (w *SortedWrites) Set(k, v []byte) { w.add(k, v, false) }
+// Set records a set of k to v (both copied) and returns the copy of v,
+// which stays valid and unchanged until Reset (callers must not modify it).
+func (w *SortedWrites) Set(k, v []byte) []byte { return w.add(k, v, false) }
 
 // Delete records a deletion of k (copied).
 func (w *SortedWrites) Delete(k []byte) { w.add(k, nil, true) }
 
-func (w *SortedWrites) add(k, v []byte, del bool) {
+func (w *SortedWrites) add(k, v []byte, del bool) []byte {
 	// Offsets are 32 bits (a smaller op sorts faster): one commit's writes
 	// stay far below 4 GiB (Pebble's own batch limit).
 	if len(w.arena)+len(k)+len(v) > math.MaxUint32 {
@@ -60,6 +61,9 @@ func (w *SortedWrites) add(k, v []byte, del bool) {
 	op.v = [2]uint32{uint32(len(w.arena)), uint32(len(w.arena) + len(v))}
 	w.arena = append(w.arena, v...)
 	w.ops = append(w.ops, op)
+	// Growing the arena later copies it, but this slice keeps the array it
+	// points into, whose bytes are never written again before Reset.
+	return w.arena[op.v[0]:op.v[1]:op.v[1]]
 }
 
 // Len is the number of writes recorded (before collapsing repeated keys).
