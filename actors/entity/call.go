@@ -194,7 +194,12 @@ func call(ctx context.Context, src Source, follow bool, kind, id string, cmd pro
 			last = err
 			continue
 		case errors.Is(err, actor.ErrTimeout) || errors.Is(err, remote.ErrTimeout):
-			c.PidCache.RemoveByValue(id, kind, pid)
+			// The cached activation stays: when its node leaves, the
+			// cluster drops the PIDs of that member from the cache, and an
+			// activation on a live member is only slow. (Forgetting it on
+			// every timeout sent the commands of a loaded node through new
+			// lookups and made the session edge fall back to one frame per
+			// call: sessions starved for seconds in bench session.)
 			last = err
 			if cfg.idempotent {
 				continue

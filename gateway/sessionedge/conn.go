@@ -729,8 +729,13 @@ type inflightFrames struct {
 }
 
 // pipelineTimeout bounds the wait for the reply to a pipelined command; its
-// frames are then sent again one by one.
-const pipelineTimeout = time.Second
+// frames are then sent again. A node that dies is noticed sooner, by the
+// membership change that interrupts the wait (await); the timeout only
+// catches a reply lost between live nodes, so it is long enough not to fire
+// when a loaded cluster is merely slow (with 1 s, commands queued behind
+// three others timed out at saturation and their sessions fell back to the
+// slow path for seconds).
+const pipelineTimeout = 5 * time.Second
 
 // Pipeline shape: up to pipelineDepth commands in flight per connection, each
 // with up to framesPerCommand frames (the frames that queued up meanwhile),
@@ -791,7 +796,8 @@ func (c *conn) sender() {
 // confirm turns the grain's replies into `sent` (or error) messages, in cseq
 // order. Frames whose pipelined command failed in any way (the activation
 // died or moved, the command arrived ahead of an earlier failed one) or that
-// a SendFrames left out are sent again one by one with retries: SendFrame is
+// a SendFrames left out are sent again with retries, together in one
+// SendFrames and then what that leaves out one by one: both commands are
 // idempotent (the grain drops cseqs it has), so no frame is written twice,
 // and a frame that cannot be written gets its own refusal.
 func (c *conn) confirm(inflight <-chan inflightFrames) {
@@ -827,11 +833,21 @@ func (c *conn) confirm(inflight <-chan inflightFrames) {
 				why = "no_activation"
 			}
 		}
-		for _, f := range in.frames {
-			if ok && f.CSeq <= accepted {
-				continue
+		rest := in.frames
+		for len(rest) > 0 && ok && rest[0].CSeq <= accepted {
+			rest = rest[1:]
+		}
+		c.e.m.redone.WithLabelValues(why).Add(float64(len(rest)))
+		if len(rest) > 1 {
+			// Again in one command, with retries (SendFrames is idempotent:
+			// the grain skips cseqs it has); what it leaves out is sent
+			// alone below and gets its own refusal.
+			var ok bool
+			if rest, ok = c.sendMany(rest); !ok {
+				return
 			}
-			c.e.m.redone.WithLabelValues(why).Inc()
+		}
+		for _, f := range rest {
 			if !c.sendOne(f) {
 				return
 			}
@@ -895,6 +911,35 @@ func (c *conn) sendOne(f sessionwire.Frame) bool {
 	}
 	c.confirmed(sessionwire.Control{Type: sessionwire.TypeSent, CSeq: a.GetCseq(), Seq: a.GetSeq(), Duplicate: a.GetDuplicate()})
 	return true
+}
+
+// sendMany sends frames (in cseq order) in one SendFrames command with
+// retries, confirms what the grain accepted and returns the frames it did
+// not (all of them when the call failed: sendOne then reports each one's
+// error). false means the connection ends.
+func (c *conn) sendMany(frames []sessionwire.Frame) ([]sessionwire.Frame, bool) {
+	fs := make([]*sessionpb.SendFrame, len(frames))
+	for i, f := range frames {
+		fs[i] = &sessionpb.SendFrame{Cseq: f.CSeq, Payload: f.Payload}
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, c.e.cfg.CallTimeout)
+	res, err := c.e.call(ctx, c.code, &sessionpb.SendFrames{Participant: c.participant, Frames: fs}, true)
+	cancel()
+	if err != nil {
+		return frames, c.ctx.Err() == nil
+	}
+	a, ok := res.(*sessionpb.FrameAccepted)
+	if !ok {
+		c.sendError(perr("internal", true, "session replied %T", res))
+		return nil, false
+	}
+	if a.GetCseq() >= frames[0].CSeq {
+		c.confirmed(sessionwire.Control{Type: sessionwire.TypeSent, CSeq: a.GetCseq(), Seq: a.GetSeq(), Duplicate: a.GetDuplicate()})
+	}
+	for len(frames) > 0 && frames[0].CSeq <= a.GetCseq() {
+		frames = frames[1:]
+	}
+	return frames, true
 }
 
 // confirmed records a durable frame's confirmation for the writer.

@@ -453,6 +453,11 @@ type benchPair struct {
 	rec         *pairRecorder
 }
 
+// slowSession is the largest frame latency of one session above which the
+// benchmark names the session and its clients' reconnect counters (a stalled
+// session hides in the totals).
+const slowSession = 5 * time.Second
+
 const (
 	phaseDurable = "durable"
 	phaseStream  = "stream"
@@ -768,10 +773,22 @@ func runSessionPhase(ctx context.Context, pairs []*benchPair, cfg sessionBenchCo
 		if p.rec.recvErr != nil {
 			res.errors++
 		}
+		if max := time.Duration(p.rec.hist.Max()); max > slowSession {
+			hs, gs := p.host.Stats(), p.guest.Stats()
+			log.Warn("slow session", "phase", kind, "session", p.i, "max_ms", ms(max), "p99_ms", ms(p.rec.hist.Quantile(0.99)),
+				"host_reconnects", hs.Reconnects, "host_resends", hs.Resends, "host_confirm_timeouts", hs.ConfirmTimeouts,
+				"guest_reconnects", gs.Reconnects, "guest_duplicates", gs.DuplicatesDropped)
+		}
 		p.rec.mu.Unlock()
 	}
+	var resends, reconnects uint64 // since the sessions opened
+	for _, p := range pairs {
+		hs, gs := p.host.Stats(), p.guest.Stats()
+		resends += hs.Resends
+		reconnects += hs.Reconnects + gs.Reconnects
+	}
 	h := res.latency
-	log.Info("phase result", "phase", kind, "frames_per_s", int64(math.Round(res.rate())), "sent", res.sent,
+	log.Info("phase result", "phase", kind, "resends_so_far", resends, "reconnects_so_far", reconnects, "frames_per_s", int64(math.Round(res.rate())), "sent", res.sent,
 		"received", res.received, "measured", res.measured, "errors", res.errors, "gaps", res.gaps,
 		"p50_ms", ms(h.Quantile(0.5)), "p90_ms", ms(h.Quantile(0.9)), "p99_ms", ms(h.Quantile(0.99)),
 		"max_ms", ms(time.Duration(h.Max())), "took", time.Since(start).Round(time.Millisecond))
