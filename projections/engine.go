@@ -455,7 +455,15 @@ type runner struct {
 	skipped atomic.Uint64
 	sorted  raftstore.SortedWrites // the writes of the batch being applied (apply's goroutine only)
 	written map[string]written     // the same, by key, for Writer.Get (apply's goroutine only)
+	// reads caches committed values Writer.Get read from the database
+	// (found or not), across batches: a busy session's frames read the
+	// same few rows batch after batch. A commit updates the entries of
+	// the keys it wrote; a failed batch clears it (apply's goroutine only).
+	reads map[string]written
 }
+
+// maxCachedReads bounds runner.reads; a full cache is cleared.
+const maxCachedReads = 16384
 
 func (e *Engine) newRunner(st *proj, gen, pos uint64) *runner {
 	ctx, cancel := context.WithCancel(e.ctx)
@@ -576,7 +584,18 @@ func (r *runner) apply(evs []events.RecordedEvent) error {
 		r.written = map[string]written{}
 	}
 	clear(r.written)
-	w := &Writer{db: r.e.db, written: r.written, sorted: &r.sorted, prefix: rowPrefix(name, r.gen), r: r}
+	if r.reads == nil {
+		r.reads = map[string]written{}
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			// The database is as it was, so the cache is still right;
+			// the retry reads afresh anyway (the error may have been a read).
+			clear(r.reads)
+		}
+	}()
+	w := &Writer{db: r.e.db, written: r.written, reads: r.reads, sorted: &r.sorted, prefix: rowPrefix(name, r.gen), r: r}
 	if err := r.st.p.Apply(w, evs); err != nil {
 		return fmt.Errorf("projections: %s: apply from %d: %w", name, evs[0].Position, err)
 	}
@@ -597,6 +616,12 @@ func (r *runner) apply(evs []events.RecordedEvent) error {
 	}
 	if err := out.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("projections: %s: commit: %w", name, err)
+	}
+	committed = true
+	for k, x := range r.written {
+		if _, ok := r.reads[k]; ok {
+			r.reads[k] = written{v: append([]byte(nil), x.v...), del: x.del}
+		}
 	}
 	r.mu.Lock()
 	r.pos, r.err = last, ""

@@ -16,6 +16,7 @@ import (
 type Writer struct {
 	db      pebble.Reader           // the committed views
 	written map[string]written      // this batch's writes (the last of each key), for Get
+	reads   map[string]written      // committed values read before (runner.reads); del = absent
 	sorted  *raftstore.SortedWrites // this batch's writes, committed in key order
 	prefix  []byte
 	r       *runner
@@ -56,8 +57,18 @@ func (w *Writer) Get(key []byte) ([]byte, bool, error) {
 		}
 		return append([]byte(nil), x.v...), true, nil
 	}
+	if x, ok := w.reads[string(k)]; ok {
+		if x.del {
+			return nil, false, nil
+		}
+		return append([]byte(nil), x.v...), true, nil
+	}
+	if len(w.reads) >= maxCachedReads {
+		clear(w.reads)
+	}
 	v, closer, err := w.db.Get(k)
 	if errors.Is(err, pebble.ErrNotFound) {
+		w.reads[string(k)] = written{del: true}
 		return nil, false, nil
 	}
 	if err != nil {
@@ -65,7 +76,8 @@ func (w *Writer) Get(key []byte) ([]byte, bool, error) {
 	}
 	out := append([]byte(nil), v...)
 	closer.Close()
-	return out, true, nil
+	w.reads[string(k)] = written{v: out}
+	return append([]byte(nil), out...), true, nil
 }
 
 // Skip records that ev could not be folded (undecodable or inconsistent
