@@ -1,7 +1,10 @@
 package fsm
 
 import (
+	"encoding/binary"
+	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -65,6 +68,72 @@ func BenchmarkApplyBatch(b *testing.B) {
 					}
 					logs[j] = &raft.Log{Index: index, Type: raft.LogCommand, Data: data}
 				}
+				b.StartTimer()
+				resp := f.ApplyBatch(logs)
+				if rs := resp[perBatch-1].([]Result); rs[0].Code != OK {
+					b.Fatalf("%+v", rs[0])
+				}
+			}
+			b.ReportMetric(float64(b.N*perBatch)/b.Elapsed().Seconds(), "appends/s")
+		})
+	}
+}
+
+// BenchmarkApplyBatchSteady is the "idempotent-tuned-64MiB" case of
+// BenchmarkApplyBatch with random append ids (as clients make them) and
+// entry times 10 ms apart, so that after the first minutes of log the apply
+// also expires the ids older than Limits.AppendIDRetention, as on a node
+// under sustained load ("fresh": the first 60,000 appends, nothing expires
+// yet; "steady": after 3× the retention of appends).
+func BenchmarkApplyBatchSteady(b *testing.B) {
+	for _, bc := range []struct {
+		name    string
+		prefill int // batches applied before the timer starts
+	}{{"fresh", 0}, {"steady", 3 * 60_000 / 64}} {
+		b.Run(bc.name, func(b *testing.B) {
+			opts := &pebble.Options{FS: vfs.Default, Logger: quietPebbleLogger{}, MemTableSize: 64 << 20}
+			for i := range opts.Levels {
+				opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+			}
+			opts.Cache = pebble.NewCache(256 << 20)
+			defer opts.Cache.Unref()
+			db, err := pebble.Open(b.TempDir(), opts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer db.Close()
+			f, err := New(db, DefaultPrefix, DefaultLimits(), Options{Logger: testLogger()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			const perBatch = 64
+			payload := make([]byte, 256-len("session.frame"))
+			rng := rand.New(rand.NewPCG(1, 2))
+			index, seq := uint64(0), int64(0)
+			logs := make([]*raft.Log, perBatch)
+			apply := func() {
+				for j := range logs {
+					index++
+					seq++
+					a := &Append{Stream: "session-" + string(rune('a'+j%16)), Expected: Any(), Events: []Event{{Type: "session.frame", Data: payload}}}
+					binary.LittleEndian.PutUint64(a.ID[:8], rng.Uint64())
+					binary.LittleEndian.PutUint64(a.ID[8:], rng.Uint64())
+					data, err := EncodeEntry(Entry{Time: t0 + seq*int64(10*time.Millisecond), Commands: []Command{{Append: a}}})
+					if err != nil {
+						b.Fatal(err)
+					}
+					logs[j] = &raft.Log{Index: index, Type: raft.LogCommand, Data: data}
+				}
+			}
+			for range bc.prefill {
+				apply()
+				f.ApplyBatch(logs)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				apply()
 				b.StartTimer()
 				resp := f.ApplyBatch(logs)
 				if rs := resp[perBatch-1].([]Result); rs[0].Code != OK {

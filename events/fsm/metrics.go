@@ -9,13 +9,14 @@ import (
 // metrics are the FSM's Prometheus collectors. They are updated only after a
 // batch commits.
 type metrics struct {
-	commands  [CodeInvalid + 1]prometheus.Counter // by result code
-	events    prometheus.Counter
-	bytes     prometheus.Counter
-	batch     prometheus.Histogram
-	dedupHits prometheus.Counter
-	expired   prometheus.Counter
-	tailReads prometheus.Counter
+	commands   [CodeInvalid + 1]prometheus.Counter // by result code
+	events     prometheus.Counter
+	bytes      prometheus.Counter
+	batch      prometheus.Histogram
+	dedupHits  prometheus.Counter
+	expired    prometheus.Counter
+	sweepSteps prometheus.Counter
+	tailReads  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -45,6 +46,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "switchboard", Subsystem: "fsm", Name: "dedup_expired_total",
 			Help: "Remembered command ids deleted after their retention.",
 		}),
+		sweepSteps: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "switchboard", Subsystem: "fsm", Name: "dedup_sweep_steps_total",
+			Help: "Keys (live or deleted) the sweeps of expired append ids stepped over: about two per swept id when healthy.",
+		}),
 		tailReads: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "switchboard", Subsystem: "fsm", Name: "tail_reads_total",
 			Help: "Reads of the global log served from the in-memory tail of recently applied events instead of Pebble.",
@@ -55,7 +60,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		if commands, err = register(reg, commands); err != nil {
 			return nil, err
 		}
-		for _, c := range []*prometheus.Counter{&m.events, &m.bytes, &m.dedupHits, &m.expired, &m.tailReads} {
+		for _, c := range []*prometheus.Counter{&m.events, &m.bytes, &m.dedupHits, &m.expired, &m.sweepSteps, &m.tailReads} {
 			if *c, err = register(reg, *c); err != nil {
 				return nil, err
 			}
@@ -99,5 +104,8 @@ func (m *metrics) observe(logs int, s *applyStats) {
 	}
 	if s.expiredIDs > 0 {
 		m.expired.Add(float64(s.expiredIDs))
+	}
+	if s.sweepSteps > 0 {
+		m.sweepSteps.Add(float64(s.sweepSteps))
 	}
 }
