@@ -42,6 +42,7 @@ type proposalResult struct {
 type pendingEntry struct {
 	future raft.ApplyFuture
 	props  []*proposal
+	start  time.Time // handed to Raft
 }
 
 // maxEntriesInFlight bounds the entries handed to Raft and not yet applied.
@@ -172,9 +173,10 @@ func (b *batcher) run() {
 		}
 		b.n.metrics.batchCommands.Observe(float64(len(props)))
 		b.n.metrics.batchBytes.Observe(float64(len(data)))
+		start := time.Now()
 		f := b.n.raft.Apply(data, b.n.cfg.ApplyTimeout)
 		select {
-		case b.pending <- pendingEntry{future: f, props: props}:
+		case b.pending <- pendingEntry{future: f, props: props, start: start}:
 		case <-b.done:
 			fail(props, fmt.Errorf("%w: %w", ErrUnavailable, errClosed))
 			return
@@ -187,6 +189,9 @@ func (b *batcher) complete(done chan struct{}) {
 	for pe := range b.pending {
 		err := awaitFuture(pe.future, b.done)
 		<-b.slots
+		if err == nil {
+			b.n.metrics.commitLatency.Observe(time.Since(pe.start).Seconds())
+		}
 		if err != nil {
 			fail(pe.props, err)
 			continue

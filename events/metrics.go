@@ -19,6 +19,7 @@ type metrics struct {
 	retries        prometheus.Counter
 	batchCommands  prometheus.Histogram
 	batchBytes     prometheus.Histogram
+	commitLatency  prometheus.Histogram
 	readFences     prometheus.Histogram
 	collectorState prometheus.Collector
 	pebble         *raftstore.DBCollector // the raft and events databases
@@ -54,6 +55,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Size of Raft entries written by group commit.",
 			Buckets: prometheus.ExponentialBuckets(256, 4, 9),
 		}),
+		commitLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "switchboard", Subsystem: "log", Name: "commit_seconds",
+			Help:    "Time from handing a group-commit entry to Raft until it was committed and applied on the leader (the rest of an append's time is queueing for one of the entries in flight, and forwarding).",
+			Buckets: prometheus.ExponentialBuckets(0.00025, 2, 14),
+		}),
 		readFences: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "switchboard", Subsystem: "log", Name: "read_fence_seconds",
 			Help:    "Time the leader took to confirm its leadership through the log for consistent reads (one fence serves every read waiting).",
@@ -64,7 +70,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.appends, m.appendLatency, m.forwarded, m.retries, m.batchCommands, m.batchBytes, m.readFences}
+	return []prometheus.Collector{m.appends, m.appendLatency, m.forwarded, m.retries, m.batchCommands, m.batchBytes, m.commitLatency, m.readFences}
 }
 
 // watch registers the metrics and gauges reading the node's Raft state.

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/switchboard-io/switchboard/events"
 	"github.com/switchboard-io/switchboard/events/localcluster"
 )
@@ -196,5 +198,37 @@ func TestLaggingFollowerInstallsSnapshot(t *testing.T) {
 	}
 	if got := lagger.Node().FSM().LastPosition(); got != total {
 		t.Fatalf("after restart lagger has %d events, want %d", got, total)
+	}
+}
+
+// The leader's metrics time every group-commit entry from raft.Apply to
+// applied (switchboard_log_commit_seconds) besides the appends themselves.
+func TestCommitLatencyMetric(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := startSingle(t, func(cfg *events.Config) { cfg.Registerer = reg })
+	n := c.Members()[0].Node()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const appends = 5
+	for i := range appends {
+		if _, err := n.Append(ctx, events.AppendArgs("m", events.Any(), ev("t", fmt.Sprint(i)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]uint64{}
+	for _, mf := range mfs {
+		if h := mf.GetMetric()[0].GetHistogram(); h != nil {
+			counts[mf.GetName()] = h.GetSampleCount()
+		}
+	}
+	if got := counts["switchboard_log_append_seconds"]; got != appends {
+		t.Fatalf("append_seconds counted %d appends, want %d", got, appends)
+	}
+	if got := counts["switchboard_log_commit_seconds"]; got < 1 || got > appends {
+		t.Fatalf("commit_seconds counted %d entries for %d sequential appends", got, appends)
 	}
 }
