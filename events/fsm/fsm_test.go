@@ -723,6 +723,15 @@ func TestMetrics(t *testing.T) {
 	h := &harness{t: t, db: db, f: f, next: 1, time: t0}
 	c := appendWithID("s", idOf(1), Any(), Event{Type: "ab", Data: []byte("cd")})
 	h.apply(c, c, appendCmd("s", Exact(9), events("x")...))
+	sink := &memSink{}
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
 
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -740,8 +749,14 @@ func TestMetrics(t *testing.T) {
 				got[name] = m.Counter.GetValue()
 			case m.Histogram != nil:
 				got[name] = float64(m.Histogram.GetSampleCount())
+			case m.Gauge != nil:
+				got[name] = m.Gauge.GetValue()
 			}
 		}
+	}
+	if got["switchboard_fsm_last_snapshot_bytes"] != float64(sink.Len()) || got["switchboard_fsm_last_snapshot_seconds"] <= 0 {
+		t.Errorf("last snapshot: %v bytes, %v s; the sink got %d bytes", got["switchboard_fsm_last_snapshot_bytes"],
+			got["switchboard_fsm_last_snapshot_seconds"], sink.Len())
 	}
 	want := map[string]float64{
 		"switchboard_fsm_commands_applied_total{ok}":       2,

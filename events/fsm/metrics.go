@@ -17,6 +17,10 @@ type metrics struct {
 	expired    prometheus.Counter
 	sweepSteps prometheus.Counter
 	tailReads  prometheus.Counter
+	// The last snapshot persisted: a snapshot copies the whole store, so
+	// these grow with it (docs/operations.md).
+	snapBytes   prometheus.Gauge
+	snapSeconds prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -50,6 +54,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "switchboard", Subsystem: "fsm", Name: "dedup_sweep_steps_total",
 			Help: "Keys (live or deleted) the sweeps of expired append ids stepped over: about two per swept id when healthy.",
 		}),
+		snapBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "switchboard", Subsystem: "fsm", Name: "last_snapshot_bytes",
+			Help: "Size of the last Raft snapshot this node persisted (the whole event store).",
+		}),
+		snapSeconds: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "switchboard", Subsystem: "fsm", Name: "last_snapshot_seconds",
+			Help: "Time the last Raft snapshot took to persist (flush and copy of the whole event store).",
+		}),
 		tailReads: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "switchboard", Subsystem: "fsm", Name: "tail_reads_total",
 			Help: "Reads of the global log served from the in-memory tail of recently applied events instead of Pebble.",
@@ -67,6 +79,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}
 		if m.batch, err = register(reg, m.batch); err != nil {
 			return nil, err
+		}
+		for _, g := range []*prometheus.Gauge{&m.snapBytes, &m.snapSeconds} {
+			if *g, err = register(reg, *g); err != nil {
+				return nil, err
+			}
 		}
 	}
 	for c := range m.commands {

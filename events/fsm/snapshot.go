@@ -92,7 +92,10 @@ func (s *Snapshot) Persist(sink raft.SnapshotSink) error {
 		s.f.log.Error("snapshot persist failed", "sink", sink.ID(), "err", err)
 		return fmt.Errorf("fsm: snapshot: close sink: %w", err)
 	}
-	s.f.log.Info("snapshot persisted", "sink", sink.ID(), "bytes", n, "duration", time.Since(start))
+	took := time.Since(start)
+	s.f.metrics.snapBytes.Set(float64(n))
+	s.f.metrics.snapSeconds.Set(took.Seconds())
+	s.f.log.Info("snapshot persisted", "sink", sink.ID(), "bytes", n, "duration", took)
 	return nil
 }
 
