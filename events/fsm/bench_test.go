@@ -26,26 +26,7 @@ func BenchmarkApplyBatch(b *testing.B) {
 		big   bool // the node's memtable size (64 MiB): inserts descend a deep skiplist
 	}{{"plain", false, false, false}, {"idempotent", true, false, false}, {"idempotent-tuned", true, true, false}, {"idempotent-tuned-64MiB", true, true, true}} {
 		b.Run(bc.name, func(b *testing.B) {
-			opts := &pebble.Options{FS: vfs.Default, Logger: quietPebbleLogger{}}
-			if bc.bloom {
-				for i := range opts.Levels {
-					opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
-				}
-				opts.Cache = pebble.NewCache(256 << 20)
-				defer opts.Cache.Unref()
-			}
-			if bc.big {
-				opts.MemTableSize = 64 << 20
-			}
-			db, err := pebble.Open(b.TempDir(), opts)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer db.Close()
-			f, err := New(db, DefaultPrefix, DefaultLimits(), Options{Logger: testLogger()})
-			if err != nil {
-				b.Fatal(err)
-			}
+			f := benchFSM(b, bc.bloom, bc.big)
 			const perBatch = 64
 			payload := make([]byte, 256-len("session.frame"))
 			index := uint64(0)
@@ -91,21 +72,7 @@ func BenchmarkApplyBatchSteady(b *testing.B) {
 		prefill int // batches applied before the timer starts
 	}{{"fresh", 0}, {"steady", 3 * 60_000 / 64}} {
 		b.Run(bc.name, func(b *testing.B) {
-			opts := &pebble.Options{FS: vfs.Default, Logger: quietPebbleLogger{}, MemTableSize: 64 << 20}
-			for i := range opts.Levels {
-				opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
-			}
-			opts.Cache = pebble.NewCache(256 << 20)
-			defer opts.Cache.Unref()
-			db, err := pebble.Open(b.TempDir(), opts)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer db.Close()
-			f, err := New(db, DefaultPrefix, DefaultLimits(), Options{Logger: testLogger()})
-			if err != nil {
-				b.Fatal(err)
-			}
+			f := benchFSM(b, true, true)
 			const perBatch = 64
 			payload := make([]byte, 256-len("session.frame"))
 			rng := rand.New(rand.NewPCG(1, 2))
@@ -143,4 +110,31 @@ func BenchmarkApplyBatchSteady(b *testing.B) {
 			b.ReportMetric(float64(b.N*perBatch)/b.Elapsed().Seconds(), "appends/s")
 		})
 	}
+}
+
+// benchFSM opens an FSM on a Pebble DB on disk (closed when b ends); tuned
+// gives it bloom filters and a 256 MiB block cache, big the node's 64 MiB
+// memtables.
+func benchFSM(b *testing.B, tuned, big bool) *FSM {
+	opts := &pebble.Options{FS: vfs.Default, Logger: quietPebbleLogger{}}
+	if tuned {
+		for i := range opts.Levels {
+			opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+		}
+		opts.Cache = pebble.NewCache(256 << 20)
+		b.Cleanup(opts.Cache.Unref)
+	}
+	if big {
+		opts.MemTableSize = 64 << 20
+	}
+	db, err := pebble.Open(b.TempDir(), opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = db.Close() })
+	f, err := New(db, DefaultPrefix, DefaultLimits(), Options{Logger: testLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return f
 }
