@@ -8,7 +8,6 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/hashicorp/raft"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 func TestExpectedVersion(t *testing.T) {
@@ -266,13 +265,7 @@ func TestExpirySweepIsBounded(t *testing.T) {
 // retention (262 appends/s after 1.5 retentions in BenchmarkApplyBatchSteady,
 // against 160,000 fresh). Counted in internal iterator steps, not time.
 func TestExpirySweepSkipsWhatItDeleted(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	db, _ := openDB(t, nil)
-	f, err := New(db, DefaultPrefix, DefaultLimits(), Options{Registerer: reg, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &harness{t: t, db: db, f: f, next: 1, time: t0}
+	h, reg := newMetricsHarness(t)
 	const n = 2000
 	ret := DefaultLimits().AppendIDRetention
 	// n ids one millisecond apart, then n more one retention later: each
@@ -283,19 +276,8 @@ func TestExpirySweepSkipsWhatItDeleted(t *testing.T) {
 			h.mustOK(appendWithID("s", AppendID{1, byte(round), byte(i >> 8), byte(i)}, Any(), events("a")...))
 		}
 	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var steps, expired float64
-	for _, mf := range mfs {
-		switch mf.GetName() {
-		case "switchboard_fsm_dedup_sweep_steps_total":
-			steps = mf.GetMetric()[0].GetCounter().GetValue()
-		case "switchboard_fsm_dedup_expired_total":
-			expired = mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
+	got := gather(t, reg)
+	steps, expired := got["switchboard_fsm_dedup_sweep_steps_total"], got["switchboard_fsm_dedup_expired_total"]
 	if expired < n-2 {
 		t.Fatalf("%v ids expired, want about %d", expired, n)
 	}
@@ -709,18 +691,13 @@ func TestPrefixIsolation(t *testing.T) {
 }
 
 func TestMetrics(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	db, _ := openDB(t, nil)
-	f, err := New(db, DefaultPrefix, DefaultLimits(), Options{Registerer: reg, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, reg := newMetricsHarness(t)
+	f := h.f
 	// A second FSM on the same registry reuses the collectors.
 	db2, _ := openDB(t, nil)
 	if _, err := New(db2, DefaultPrefix, DefaultLimits(), Options{Registerer: reg}); err != nil {
 		t.Fatalf("second FSM: %v", err)
 	}
-	h := &harness{t: t, db: db, f: f, next: 1, time: t0}
 	c := appendWithID("s", idOf(1), Any(), Event{Type: "ab", Data: []byte("cd")})
 	h.apply(c, c, appendCmd("s", Exact(9), events("x")...))
 	sink := &memSink{}
@@ -733,27 +710,7 @@ func TestMetrics(t *testing.T) {
 	}
 	snap.Release()
 
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]float64{}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			name := mf.GetName()
-			for _, lp := range m.GetLabel() {
-				name += "{" + lp.GetValue() + "}"
-			}
-			switch {
-			case m.Counter != nil:
-				got[name] = m.Counter.GetValue()
-			case m.Histogram != nil:
-				got[name] = float64(m.Histogram.GetSampleCount())
-			case m.Gauge != nil:
-				got[name] = m.Gauge.GetValue()
-			}
-		}
-	}
+	got := gather(t, reg)
 	if got["switchboard_fsm_last_snapshot_bytes"] != float64(sink.Len()) || got["switchboard_fsm_last_snapshot_seconds"] <= 0 {
 		t.Errorf("last snapshot: %v bytes, %v s; the sink got %d bytes", got["switchboard_fsm_last_snapshot_bytes"],
 			got["switchboard_fsm_last_snapshot_seconds"], sink.Len())

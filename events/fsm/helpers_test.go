@@ -10,6 +10,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // t0 is the entry time the tests start from (unix nanoseconds).
@@ -217,3 +218,44 @@ type memSink struct {
 func (s *memSink) ID() string    { return "mem" }
 func (s *memSink) Close() error  { s.closed = true; return nil }
 func (s *memSink) Cancel() error { s.cancelled = true; return nil }
+
+// newMetricsHarness is newHarness with the FSM's metrics on a registry of
+// its own.
+func newMetricsHarness(t testing.TB) (*harness, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	db, fs := openDB(t, nil)
+	f, err := New(db, DefaultPrefix, DefaultLimits(), Options{Registerer: reg, Logger: testLogger()})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return &harness{t: t, db: db, fs: fs, f: f, next: 1, time: t0}, reg
+}
+
+// gather reads reg: name{label values} → counter or gauge value, or a
+// histogram's sample count.
+func gather(t testing.TB, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			name := mf.GetName()
+			for _, lp := range m.GetLabel() {
+				name += "{" + lp.GetValue() + "}"
+			}
+			switch {
+			case m.Counter != nil:
+				got[name] = m.Counter.GetValue()
+			case m.Histogram != nil:
+				got[name] = float64(m.Histogram.GetSampleCount())
+			case m.Gauge != nil:
+				got[name] = m.Gauge.GetValue()
+			}
+		}
+	}
+	return got
+}
