@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -463,5 +464,101 @@ func TestDeposedLeaderServesNoConsistentRead(t *testing.T) {
 	evs, err := old.Node().ReadStream(rctx, "s", 1, 10, true)
 	if err == nil {
 		t.Fatalf("the cut-off old leader answered a consistent read with %d events", len(evs))
+	}
+}
+
+// counter reads a counter registered on reg (0 when absent).
+func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return 0
+}
+
+// A follower's append forwarded to a leader that then becomes unreachable
+// (it still sends, but hears nothing: a one-way partition) is retried at the
+// new leader as soon as leadership moves, instead of waiting out the forward
+// call (here made to outlast the test), and applied once.
+func TestForwardToDeposedLeaderRetriedAtNewLeader(t *testing.T) {
+	regs := map[string]*prometheus.Registry{}
+	var mu sync.Mutex
+	c := startTuned(t, 3, func(cfg *events.Config) {
+		cfg.ApplyTimeout = 10 * time.Minute
+		reg := prometheus.NewRegistry()
+		mu.Lock()
+		regs[cfg.NodeID] = reg
+		mu.Unlock()
+		cfg.Registerer = reg
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	old, err := c.Leader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var from, other *localcluster.Member
+	for _, m := range c.Members() {
+		switch {
+		case m == old:
+		case from == nil:
+			from = m
+		default:
+			other = m
+		}
+	}
+	// An established forwarding connection (a new one would fail to dial
+	// below, which is retried anyway).
+	if _, err := from.Node().Append(ctx, events.AppendArgs("warm", events.Any(), ev("t", "0"))); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing from `from` reaches the leader: its forward hangs while the
+	// leader, with `other`, keeps its quorum and its leadership.
+	c.Net.Block(from.ID, old.ID)
+	defer c.Net.Heal()
+	mu.Lock()
+	reg := regs[from.ID]
+	mu.Unlock()
+	a := events.AppendArgs("moved", events.Any(), ev("t", "once"))
+	a.ID = events.AppendID{7, 7, 7}
+	done := make(chan error, 1)
+	go func() {
+		_, err := from.Node().Append(ctx, a)
+		done <- err
+	}()
+	for counter(t, reg, "switchboard_log_forwarded_total") < 2 {
+		if ctx.Err() != nil {
+			t.Fatal("the append was never forwarded")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Now the leader hears no one: it steps down and the others elect a
+	// new leader while the forward still hangs.
+	c.Net.Block(other.ID, old.ID)
+	if err := <-done; err != nil {
+		t.Fatalf("append after the leader moved: %v", err)
+	}
+	if got := counter(t, reg, "switchboard_log_forwards_abandoned_total"); got < 1 {
+		t.Fatalf("forwards_abandoned_total %v: the append did not go through the abandoned forward", got)
+	}
+	c.Net.Heal()
+	for _, m := range c.Members() {
+		var evs []events.RecordedEvent
+		for {
+			evs, err = m.Node().ReadStream(ctx, "moved", 1, 10, true)
+			if err == nil || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err != nil || len(evs) != 1 {
+			t.Fatalf("%s: stream moved has %d events (err %v), want exactly one", m.ID, len(evs), err)
+		}
 	}
 }

@@ -203,13 +203,27 @@ func (f *forwarder) forward(ctx context.Context, addr string, cmd fsm.Command) (
 	case <-f.n.closed:
 		return fsm.Result{}, fmt.Errorf("%w: %w", ErrUnavailable, errClosed)
 	}
-	select {
-	case r := <-p.out:
-		return r.res, r.err
-	case <-ctx.Done():
-		return fsm.Result{}, fmt.Errorf("%w: forwarded to %s: outcome unknown: %w", ErrUnavailable, addr, ctx.Err())
-	case <-f.n.closed:
-		return fsm.Result{}, fmt.Errorf("%w: %w", ErrUnavailable, errClosed)
+	for {
+		moved := f.n.leaderWait()
+		if cur, ok := f.n.leaderAPI(); !ok || cur != addr {
+			// The leader at addr is gone or deposed (often unreachable: a
+			// one-way partition leaves the call hanging until its deadline).
+			// The command carries an id, so the caller's retry at the new
+			// leader is applied at most once whether or not this copy
+			// commits; waiting here stalled a session grain for the whole
+			// apply timeout (5 s) after the leader had moved.
+			f.n.metrics.forwardsAbandoned.Inc()
+			return fsm.Result{}, fmt.Errorf("%w: forwarded to %s: %w (the command is retried there)", errForwardTransport, addr, errLeaderMoved)
+		}
+		select {
+		case r := <-p.out:
+			return r.res, r.err
+		case <-ctx.Done():
+			return fsm.Result{}, fmt.Errorf("%w: forwarded to %s: outcome unknown: %w", ErrUnavailable, addr, ctx.Err())
+		case <-f.n.closed:
+			return fsm.Result{}, fmt.Errorf("%w: %w", ErrUnavailable, errClosed)
+		case <-moved:
+		}
 	}
 }
 
@@ -218,13 +232,37 @@ func (f *forwarder) readIndex(ctx context.Context, addr string) (uint64, error) 
 	if err != nil {
 		return 0, err
 	}
-	ctx = metadata.AppendToOutgoingContext(ctx, forwardedKey, f.n.cfg.NodeID)
-	resp, err := c.ReadIndex(ctx, &eventspb.ReadIndexRequest{})
+	// A read has no effect to lose: when leadership moves away from addr
+	// the call is dropped and retried at the new leader at once (a leader
+	// that hears nothing any more would hold it until the caller's
+	// deadline).
+	watched, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		for {
+			moved := f.n.leaderWait()
+			if cur, ok := f.n.leaderAPI(); !ok || cur != addr {
+				cancel(errLeaderMoved)
+				return
+			}
+			select {
+			case <-watched.Done():
+				return
+			case <-moved:
+			}
+		}
+	}()
+	resp, err := c.ReadIndex(metadata.AppendToOutgoingContext(watched, forwardedKey, f.n.cfg.NodeID), &eventspb.ReadIndexRequest{})
 	if err != nil {
+		if errors.Is(context.Cause(watched), errLeaderMoved) {
+			return 0, fmt.Errorf("%w: read index from %s: %w", errForwardTransport, addr, errLeaderMoved)
+		}
 		return 0, transportErr(addr, err)
 	}
 	return resp.Index, nil
 }
+
+var errLeaderMoved = errors.New("leadership moved to another node")
 
 // transportErr classifies a gRPC error from a forwarded call: anything but an
 // invalid-argument answer is retryable (the command carries an id, so a retry

@@ -12,17 +12,20 @@ import (
 // metrics are the node's Prometheus metrics. Registered on cfg.Registerer when
 // set (the server owns the registry); otherwise they are kept unregistered.
 type metrics struct {
-	reg            prometheus.Registerer
-	appends        *prometheus.CounterVec
-	appendLatency  prometheus.Histogram
-	forwarded      prometheus.Counter
-	retries        prometheus.Counter
-	batchCommands  prometheus.Histogram
-	batchBytes     prometheus.Histogram
-	commitLatency  prometheus.Histogram
-	readFences     prometheus.Histogram
-	collectorState prometheus.Collector
-	pebble         *raftstore.DBCollector // the raft and events databases
+	reg           prometheus.Registerer
+	appends       *prometheus.CounterVec
+	appendLatency prometheus.Histogram
+	forwarded     prometheus.Counter
+	// forwardsAbandoned counts forwarded commands whose caller stopped
+	// waiting because the leader moved (the command is retried).
+	forwardsAbandoned prometheus.Counter
+	retries           prometheus.Counter
+	batchCommands     prometheus.Histogram
+	batchBytes        prometheus.Histogram
+	commitLatency     prometheus.Histogram
+	readFences        prometheus.Histogram
+	collectorState    prometheus.Collector
+	pebble            *raftstore.DBCollector // the raft and events databases
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -40,6 +43,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		forwarded: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "switchboard", Subsystem: "log", Name: "forwarded_total",
 			Help: "Commands forwarded to the leader.",
+		}),
+		forwardsAbandoned: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "switchboard", Subsystem: "log", Name: "forwards_abandoned_total",
+			Help: "Forwarded commands no longer awaited because leadership moved away from the node they were sent to; each is retried at the new leader under the same append id.",
 		}),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "switchboard", Subsystem: "log", Name: "propose_retries_total",
@@ -70,7 +77,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.appends, m.appendLatency, m.forwarded, m.retries, m.batchCommands, m.batchBytes, m.commitLatency, m.readFences}
+	return []prometheus.Collector{m.appends, m.appendLatency, m.forwarded, m.forwardsAbandoned, m.retries, m.batchCommands, m.batchBytes, m.commitLatency, m.readFences}
 }
 
 // watch registers the metrics and gauges reading the node's Raft state.
