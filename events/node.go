@@ -80,7 +80,7 @@ type Node struct {
 	evdb    *pebble.DB // the event store (no WAL; see fsm.Options.NoWAL)
 	store   *raftstore.Store
 	fsm     *fsm.FSM
-	snaps   *raft.FileSnapshotStore
+	snaps   *fsm.SnapshotStore // raft's file store; references expanded on Open
 	trans   *raft.NetworkTransport
 	raft    *raft.Raft
 	batcher *batcher
@@ -150,14 +150,17 @@ func Open(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("events: raft store: %w", err)
 	}
-	n.fsm, err = fsm.New(n.evdb, PrefixEvents, cfg.Limits, fsm.Options{Logger: logger, Registerer: cfg.Registerer, NoWAL: true})
+	// Reference snapshots: a snapshot is a flush of the event store and a
+	// few bytes naming it; the copy is made only when a follower needs one.
+	n.fsm, err = fsm.New(n.evdb, PrefixEvents, cfg.Limits, fsm.Options{Logger: logger, Registerer: cfg.Registerer, NoWAL: true, ReferenceSnapshots: true})
 	if err != nil {
 		return nil, fmt.Errorf("events: event store: %w", err)
 	}
-	n.snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.Dir, cfg.Raft.SnapshotsRetained, logutil.HCLog(logger, "snapshots"))
+	files, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, cfg.Raft.SnapshotsRetained, logutil.HCLog(logger, "snapshots"))
 	if err != nil {
 		return nil, fmt.Errorf("events: snapshot store: %w", err)
 	}
+	n.snaps = n.fsm.SnapshotStore(files)
 	if err := n.catchUpFromSnapshot(); err != nil {
 		return nil, err
 	}
@@ -237,7 +240,7 @@ func (n *Node) catchUpFromSnapshot() error {
 		"applied_index", n.fsm.AppliedIndex(), "snapshot_index", latest.Index, "snapshot", latest.ID)
 	_, rc, err := n.snaps.Open(latest.ID)
 	if err != nil {
-		return fmt.Errorf("events: open snapshot %s: %w", latest.ID, err)
+		return fmt.Errorf("events: open snapshot %s: %w (if the event store under %s was lost, move the node's data directory away and add the node again: the leader sends it a full snapshot)", latest.ID, err, n.cfg.Dir)
 	}
 	if err := n.fsm.Restore(rc); err != nil {
 		return fmt.Errorf("events: restore snapshot %s: %w", latest.ID, err)

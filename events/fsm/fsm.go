@@ -45,6 +45,11 @@ type Options struct {
 	// crash is re-applied from the raft log (apply is idempotent by applied
 	// index). Set it when the raft log is elsewhere.
 	SyncWrites bool
+	// ReferenceSnapshots makes Persist write a reference to the durable
+	// store instead of a copy of it; the raft snapshot store must then be
+	// the FSM's SnapshotStore, which expands a reference into a full
+	// snapshot when one is opened (refsnap.go).
+	ReferenceSnapshots bool
 	// Registerer, if set, receives the FSM's Prometheus metrics. Collectors
 	// already registered (a second FSM on the same registry) are reused.
 	Registerer prometheus.Registerer
@@ -109,6 +114,7 @@ type FSM struct {
 	kbuf, vbuf []byte                 // scratch for keys and values (Pebble copies on Set)
 	sorted     raftstore.SortedWrites // the writes of the batch being applied, committed in key order
 	noWAL      bool                   // see Options.NoWAL
+	references bool                   // see Options.ReferenceSnapshots
 	ids        *idFilter              // see cache.go
 	metas      *metaCache             // see cache.go
 	tail       *tail                  // see tail.go
@@ -167,6 +173,7 @@ func New(db *pebble.DB, prefix byte, limits Limits, opts Options) (*FSM, error) 
 		f.writeOpts = pebble.Sync
 	}
 	f.noWAL = opts.NoWAL
+	f.references = opts.ReferenceSnapshots
 
 	found, err := f.dbHas(f.keys.marker())
 	if err != nil {
@@ -195,6 +202,17 @@ func (f *FSM) Flush() error {
 	}
 	if err := f.db.Flush(); err != nil {
 		return fmt.Errorf("fsm: flush: %w", err)
+	}
+	return nil
+}
+
+// durable makes every applied batch durable, with or without a WAL.
+func (f *FSM) durable() error {
+	if f.noWAL {
+		return f.Flush()
+	}
+	if err := f.db.LogData(nil, pebble.Sync); err != nil {
+		return fmt.Errorf("fsm: sync: %w", err)
 	}
 	return nil
 }

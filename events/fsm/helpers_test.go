@@ -223,9 +223,17 @@ func (s *memSink) Cancel() error { s.cancelled = true; return nil }
 // its own.
 func newMetricsHarness(t testing.TB) (*harness, *prometheus.Registry) {
 	t.Helper()
+	return newHarnessWith(t, Options{})
+}
+
+// newHarnessWith is newMetricsHarness with opts (its Registerer and Logger
+// are set here).
+func newHarnessWith(t testing.TB, opts Options) (*harness, *prometheus.Registry) {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	db, fs := openDB(t, nil)
-	f, err := New(db, DefaultPrefix, DefaultLimits(), Options{Registerer: reg, Logger: testLogger()})
+	opts.Registerer, opts.Logger = reg, testLogger()
+	f, err := New(db, DefaultPrefix, DefaultLimits(), opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -17,10 +17,14 @@ type metrics struct {
 	expired    prometheus.Counter
 	sweepSteps prometheus.Counter
 	tailReads  prometheus.Counter
-	// The last snapshot persisted: a snapshot copies the whole store, so
-	// these grow with it (docs/operations.md).
+	// The last snapshot persisted: a full snapshot copies the whole store,
+	// so these grow with it (docs/operations.md); a reference is a few
+	// bytes after a flush.
 	snapBytes   prometheus.Gauge
 	snapSeconds prometheus.Gauge
+	// Full snapshots streamed from references (refsnap.go).
+	snapStreams     prometheus.Counter
+	snapStreamBytes prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -56,11 +60,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		snapBytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "switchboard", Subsystem: "fsm", Name: "last_snapshot_bytes",
-			Help: "Size of the last Raft snapshot this node persisted (the whole event store).",
+			Help: "Size of the last Raft snapshot this node persisted: a reference to its durable event store (a few bytes) or, without reference snapshots, the whole store.",
 		}),
 		snapSeconds: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "switchboard", Subsystem: "fsm", Name: "last_snapshot_seconds",
-			Help: "Time the last Raft snapshot took to persist (flush and copy of the whole event store).",
+			Help: "Time the last Raft snapshot took to persist (a flush of the event store, and without reference snapshots a copy of all of it).",
+		}),
+		snapStreams: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "switchboard", Subsystem: "fsm", Name: "snapshot_streams_total",
+			Help: "Full snapshots of the event store streamed from a reference snapshot (to a follower that fell behind the leader's log, or for a restore).",
+		}),
+		snapStreamBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "switchboard", Subsystem: "fsm", Name: "snapshot_stream_bytes_total",
+			Help: "Bytes of the full snapshots streamed from reference snapshots.",
 		}),
 		tailReads: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "switchboard", Subsystem: "fsm", Name: "tail_reads_total",
@@ -72,7 +84,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		if commands, err = register(reg, commands); err != nil {
 			return nil, err
 		}
-		for _, c := range []*prometheus.Counter{&m.events, &m.bytes, &m.dedupHits, &m.expired, &m.sweepSteps, &m.tailReads} {
+		for _, c := range []*prometheus.Counter{&m.events, &m.bytes, &m.dedupHits, &m.expired, &m.sweepSteps, &m.tailReads, &m.snapStreams, &m.snapStreamBytes} {
 			if *c, err = register(reg, *c); err != nil {
 				return nil, err
 			}

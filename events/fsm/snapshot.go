@@ -75,14 +75,30 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 // With Options.NoWAL it first flushes the store: Raft truncates its log
 // after a snapshot is persisted, so everything the snapshot covers must be on
 // disk in the store by then.
+//
+// With Options.ReferenceSnapshots it writes only a reference to the store,
+// made durable first (refsnap.go).
 func (s *Snapshot) Persist(sink raft.SnapshotSink) error {
 	start := time.Now()
-	if err := s.f.Flush(); err != nil {
+	flush := s.f.Flush
+	if s.f.references {
+		flush = s.f.durable
+	}
+	if err := flush(); err != nil {
 		_ = sink.Cancel()
 		s.f.log.Error("snapshot persist failed: flush", "sink", sink.ID(), "err", err)
 		return err
 	}
-	n, err := s.WriteTo(sink)
+	var n int64
+	var err error
+	if s.f.references {
+		var st appliedState
+		if st, err = s.f.readApplied(s.snap); err == nil {
+			n, err = writeReference(sink, st)
+		}
+	} else {
+		n, err = s.WriteTo(sink)
+	}
 	if err != nil {
 		_ = sink.Cancel()
 		s.f.log.Error("snapshot persist failed", "sink", sink.ID(), "err", err)
@@ -317,6 +333,9 @@ func readSnapshot(r io.Reader, fn func(rel, value []byte) error) (appliedState, 
 	format, err := sr.byte("format")
 	if err != nil {
 		return appliedState{}, 0, err
+	}
+	if format == snapshotFormatReference {
+		return appliedState{}, 0, fmt.Errorf("%w: snapshot: %w", ErrInvalid, errReference)
 	}
 	if format != snapshotFormat {
 		return appliedState{}, 0, sr.fail("format", "unknown snapshot format %d (want %d)", format, snapshotFormat)
