@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -208,6 +211,75 @@ func TestLaggingFollowerInstallsSnapshot(t *testing.T) {
 	}
 	if got := lagger.Node().FSM().LastPosition(); got != total {
 		t.Fatalf("after restart lagger has %d events, want %d", got, total)
+	}
+}
+
+// A node's own snapshots are references to its event store: when that store
+// is lost but the Raft log survives, the node refuses to start and says the
+// data is gone; started again from an empty directory it is rebuilt by a
+// full snapshot from the leader (docs/operations.md, Data and recovery).
+func TestLostEventStoreRefusedThenRebuiltFromLeader(t *testing.T) {
+	c := startTuned(t, 3, func(c *events.Config) {
+		c.Raft.SnapshotThreshold = 64
+		c.Raft.TrailingLogs = 16
+		c.Raft.SnapshotInterval = 50 * time.Millisecond
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	l, err := c.Leader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lost *localcluster.Member
+	for _, m := range c.Members() {
+		if m != l {
+			lost = m
+			break
+		}
+	}
+	const total = 300
+	for i := 0; i < total; i++ {
+		if _, err := l.Node().Append(ctx, events.AppendArgs(fmt.Sprintf("s%d", i%5), events.Any(), ev("t", fmt.Sprint(i)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every node has snapshotted (a reference) and truncated its log.
+	for _, m := range c.Members() {
+		for {
+			if first, err := m.Node().FirstLogIndex(); err == nil && first > 64 {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("%s never truncated its log after a snapshot", m.ID)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if err := c.Stop(lost.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(lost.Dir, "events")); err != nil {
+		t.Fatal(err)
+	}
+	err = c.Restart(lost.ID)
+	if err == nil || !strings.Contains(err.Error(), "the data it named is gone") {
+		t.Fatalf("restart without the event store: %v, want a refusal naming the lost data", err)
+	}
+	if err := os.RemoveAll(lost.Dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Restart(lost.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitConverged(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := lost.Node().FSM().LastPosition(); got != total {
+		t.Fatalf("rebuilt node has %d events, want %d", got, total)
+	}
+	evs, err := lost.Node().ReadStream(ctx, "s3", 1, 1000, true)
+	if err != nil || len(evs) != total/5 {
+		t.Fatalf("rebuilt node: stream s3 has %d events (err %v), want %d", len(evs), err, total/5)
 	}
 }
 
