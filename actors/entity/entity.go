@@ -82,6 +82,14 @@ type Spec[S any] struct {
 	// accepted. Delivery is at most once: a receiver that must not miss a
 	// message recovers from the stream.
 	Effects func(before, after S, cmd proto.Message, evs []proto.Message, env Env) []Effect
+	// Immediate (optional) marks commands that are handled at once even
+	// while earlier commands' appends are in flight: they are decided on the
+	// committed state, must write nothing (Decide returns no events for
+	// them; one that does is handled in order instead), and get their reply
+	// and effects before the commands queued ahead of them. For traffic that
+	// is relayed, not recorded, and must not wait behind the log (a
+	// session's stream frames behind its durable ones).
+	Immediate func(cmd proto.Message) bool
 	// OnActivate (optional) returns messages to send once an activation has
 	// rebuilt its state (for example to tell connected parties that the
 	// entity moved, so they check what they may have missed).
@@ -207,6 +215,18 @@ func StreamName(kind, id string) string { return kind + "/" + id }
 
 // NewKind returns the protoactor cluster kind running spec in the shell.
 func NewKind[S any](spec Spec[S], o Options) (*pcluster.Kind, error) {
+	props, err := NewProps(spec, o)
+	if err != nil {
+		return nil, err
+	}
+	return pcluster.NewKind(spec.Kind, props), nil
+}
+
+// NewProps returns the props of the shell running spec, without the
+// cluster's middleware: an activation spawned from them outside a cluster
+// starts when it receives a *cluster.ClusterInit naming its identity (the
+// shell's own tests do this).
+func NewProps[S any](spec Spec[S], o Options) (*actor.Props, error) {
 	if err := errors.Join(spec.Validate(), o.Validate()); err != nil {
 		return nil, err
 	}
@@ -216,10 +236,9 @@ func NewKind[S any](spec Spec[S], o Options) (*pcluster.Kind, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	props := actor.PropsFromProducer(func() actor.Actor {
+	return actor.PropsFromProducer(func() actor.Actor {
 		return &shell[S]{spec: spec, o: o}
-	})
-	return pcluster.NewKind(spec.Kind, props), nil
+	}), nil
 }
 
 // shell is one activation of one entity.
@@ -374,8 +393,12 @@ func (s *shell[S]) handle(ctx actor.Context, cmd proto.Message) {
 		s.respond(ctx, &entitypb.Error{Code: CodeMoved, Message: "entity is not active"}, "moved")
 		return
 	}
+	busy := len(s.inflight) > 0 || len(s.queue) > 0
+	if busy && s.spec.Immediate != nil && s.spec.Immediate(cmd) && s.immediate(ctx, cmd) {
+		return
+	}
 	p := s.decide(ctx.Sender(), cmd, s.o.Now())
-	if len(s.inflight) == 0 && len(s.queue) == 0 && len(p.evs) == 0 {
+	if !busy && len(p.evs) == 0 {
 		// Nothing pending: answer at once from the committed state.
 		s.finish(ctx, p)
 		return
@@ -386,18 +409,41 @@ func (s *shell[S]) handle(ctx actor.Context, cmd proto.Message) {
 	}
 }
 
+// immediate handles an Immediate command on the committed state, ahead of
+// the pending ones, and reports whether it did (false: it wrote events, and
+// must be handled in order).
+func (s *shell[S]) immediate(ctx actor.Context, cmd proto.Message) bool {
+	env := Env{ID: s.id, Version: s.version, Epoch: s.epoch, Now: s.o.Now()}
+	evs, err := s.spec.Decide(s.state, cmd, env)
+	if err == nil && len(evs) > 0 {
+		s.log.Error("an Immediate command produced events; handling it in order", "command", fmt.Sprintf("%T", cmd))
+		return false
+	}
+	p := pending[S]{sender: ctx.Sender(), cmd: cmd, env: env}
+	if err != nil {
+		p.reject = rejection(err)
+	}
+	s.finish(ctx, p)
+	return true
+}
+
+// rejection is the error reply for a command Decide refused.
+func rejection(err error) *entitypb.Error {
+	e := &entitypb.Error{Code: CodeRejected, Message: err.Error()}
+	var r *Rejection
+	if errors.As(err, &r) {
+		e.Reason = r.Reason
+	}
+	return e
+}
+
 // decide runs Decide for cmd on the speculative state and advances it.
 func (s *shell[S]) decide(sender *actor.PID, cmd proto.Message, now time.Time) pending[S] {
 	env := Env{ID: s.id, Version: s.specVersion, Epoch: s.epoch, Now: now}
 	p := pending[S]{sender: sender, cmd: cmd, env: env, before: s.spec_, after: s.spec_}
 	evs, err := s.spec.Decide(s.spec_, cmd, env)
 	if err != nil {
-		e := &entitypb.Error{Code: CodeRejected, Message: err.Error()}
-		var r *Rejection
-		if errors.As(err, &r) {
-			e.Reason = r.Reason
-		}
-		p.reject = e
+		p.reject = rejection(err)
 		return p
 	}
 	st := s.spec_

@@ -115,7 +115,17 @@ func Spec() entity.Spec[State] {
 		Reply:      Reply,
 		Effects:    Effects,
 		OnActivate: OnActivate,
+		Immediate:  Immediate,
 	}
+}
+
+// Immediate: stream frames are relayed at once, on the committed
+// participants, never held behind the session's durable frames being
+// appended (media must not wait for the log; the two kinds were never
+// ordered with each other).
+func Immediate(cmd proto.Message) bool {
+	_, ok := cmd.(*sessionpb.StreamFrame)
+	return ok
 }
 
 // ValidCode reports whether code is a session code: exactly 9 ASCII digits,
