@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"reflect"
@@ -187,7 +188,15 @@ func FuzzSnapshotRestore(f *testing.F) {
 				t.Fatal(err)
 			}
 		})
+		was := fsm.NeedsRestore()
 		if err := fsm.Restore(nopCloser(b)); err != nil {
+			if checkSnapshotHeader(bufio.NewReader(bytes.NewReader(b))) != nil {
+				// Refused by its header: nothing changed.
+				if fsm.NeedsRestore() != was {
+					t.Fatalf("a stream refused by its header changed NeedsRestore from %v", was)
+				}
+				return
+			}
 			if !fsm.NeedsRestore() {
 				t.Fatal("failed restore without NeedsRestore")
 			}

@@ -229,12 +229,22 @@ func (sw *snapWriter) writeRaw(p []byte) {
 // value format); the trailer (record count and CRC-32C) is verified; only
 // then is the applied state written and the marker removed, synced. On any
 // error Restore returns it (wrapping ErrInvalid for a malformed snapshot),
-// the marker stays, NeedsRestore reports true, and the next Restore starts over.
+// the marker stays, NeedsRestore reports true, and the next Restore starts over
+// — except for a stream whose header shows it is no full snapshot (wrong
+// magic or format, a reference, empty): that is refused before the marker is
+// written, and the store is left as it was.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	start := time.Now()
+	// A stream that is not a full snapshot at all (wrong magic or format, a
+	// reference, nothing) is refused before anything is touched.
+	br := bufio.NewReaderSize(rc, 64<<10)
+	if err := checkSnapshotHeader(br); err != nil {
+		f.log.Error("snapshot restore refused; the event store is unchanged", "err", err)
+		return fmt.Errorf("fsm: restore: %w", err)
+	}
 	if !f.NeedsRestore() {
 		f.restoreSeq.Add(1) // odd: in progress
 	}
@@ -249,7 +259,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	b := f.db.NewBatch()
 	defer func() { _ = b.Close() }()
-	hdr, count, err := readSnapshot(rc, func(rel, value []byte) error {
+	hdr, count, err := readSnapshot(br, func(rel, value []byte) error {
 		f.kbuf = append(append(f.kbuf[:0], f.keys.p), rel...)
 		if err := b.Set(f.kbuf, value, nil); err != nil {
 			return err
@@ -308,6 +318,27 @@ func (f *FSM) beginRestore() error {
 	}
 	if err != nil {
 		return fmt.Errorf("fsm: restore: clear old state: %w", err)
+	}
+	return nil
+}
+
+// checkSnapshotHeader peeks at the magic and format byte of a snapshot
+// stream and reports, wrapping ErrInvalid, when it is not a full snapshot.
+// It consumes nothing.
+func checkSnapshotHeader(br *bufio.Reader) error {
+	head, err := br.Peek(len(snapshotMagic) + 1)
+	if err != nil && !(errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
+		return fmt.Errorf("fsm: snapshot: read header: %w", err)
+	}
+	switch {
+	case len(head) < len(snapshotMagic)+1:
+		return fmt.Errorf("%w: snapshot: header: truncated (%d bytes)", ErrInvalid, len(head))
+	case string(head[:len(snapshotMagic)]) != snapshotMagic:
+		return fmt.Errorf("%w: snapshot: magic: not an event store snapshot (magic %q)", ErrInvalid, head[:len(snapshotMagic)])
+	case head[len(snapshotMagic)] == snapshotFormatReference:
+		return fmt.Errorf("%w: snapshot: %w", ErrInvalid, errReference)
+	case head[len(snapshotMagic)] != snapshotFormat:
+		return fmt.Errorf("%w: snapshot: format: unknown snapshot format %d (want %d)", ErrInvalid, head[len(snapshotMagic)], snapshotFormat)
 	}
 	return nil
 }

@@ -165,12 +165,14 @@ func TestCorruptSnapshotLeavesNeedsRestore(t *testing.T) {
 	}
 	// A sample of corruptions through Restore (TestSnapshotCorruptionDetected
 	// tries every byte against the parser).
-	for _, off := range []int{0, 7, 8, 9, len(good) / 3, len(good) / 2, len(good) - 5, len(good) - 1} {
+	// (Corruptions of the magic and format byte change nothing:
+	// TestRestoreRefusesNonSnapshotUntouched.)
+	for _, off := range []int{9, 10, len(good) / 3, len(good) / 2, len(good) - 5, len(good) - 1} {
 		bad := bytes.Clone(good)
 		bad[off] ^= 0x5a
 		check("flip", bad)
 	}
-	for _, n := range []int{0, 5, 9, len(good) / 2, len(good) - 4, len(good) - 1} {
+	for _, n := range []int{9, 10, len(good) / 2, len(good) - 4, len(good) - 1} {
 		check("truncate", good[:n])
 	}
 	check("trailing data", append(bytes.Clone(good), 0))
@@ -191,6 +193,44 @@ func TestCorruptSnapshotLeavesNeedsRestore(t *testing.T) {
 		t.Fatal("NeedsRestore after a good restore")
 	}
 	sameDump(t, "healed", dump(t, src.db), dump(t, dst.db))
+}
+
+// A stream that is no full snapshot by its header (wrong magic, unknown
+// format, a reference, too short to tell) is refused and the store keeps
+// its state and keeps serving.
+func TestRestoreRefusesNonSnapshotUntouched(t *testing.T) {
+	src := newHarness(t)
+	populate(src, "alpha")
+	good := snapshotBytes(t, src.f)
+	var ref bytes.Buffer
+	if _, err := writeReference(&ref, appliedState{Index: 5, Position: 3}); err != nil {
+		t.Fatal(err)
+	}
+	dst := newHarness(t)
+	populate(dst, "old")
+	before := dump(t, dst.db)
+	cases := map[string][]byte{
+		"empty":         nil,
+		"short":         good[:5],
+		"magic":         append([]byte("SBFSMSNQ"), good[8:]...),
+		"format":        append(append([]byte(snapshotMagic), 9), good[9:]...),
+		"reference":     ref.Bytes(),
+		"magic only":    good[:8],
+		"flipped magic": append([]byte{good[0] ^ 0x5a}, good[1:]...),
+	}
+	for name, b := range cases {
+		err := dst.f.Restore(nopCloser(b))
+		if !errors.Is(err, ErrInvalid) {
+			t.Fatalf("%s: %v, want ErrInvalid", name, err)
+		}
+		if dst.f.NeedsRestore() {
+			t.Fatalf("%s: the store needs a restore after a refused stream", name)
+		}
+		sameDump(t, name, before, dump(t, dst.db))
+		if _, err := dst.f.ReadStream("old", 1, 10); err != nil {
+			t.Fatalf("%s: the store stopped serving: %v", name, err)
+		}
+	}
 }
 
 func TestSnapshotCorruptionDetected(t *testing.T) {
