@@ -85,11 +85,14 @@ type nodeMetrics struct {
 // Start opens the log, joins the membership, starts Raft voter
 // reconciliation and the actor system. On error everything started is
 // stopped again.
-func Start(cfg Config) (n *Node, err error) {
+func Start(cfg Config) (_ *Node, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	n = &Node{cfg: cfg, log: cfg.Logger.With("component", "node")}
+	// n is not the named result: "return nil, err" must leave it to the
+	// clean-up below (which once dereferenced a nil node and panicked
+	// instead of reporting why the node could not start).
+	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "node")}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.metrics = &nodeMetrics{
 		rejoins: prometheus.NewCounter(prometheus.CounterOpts{

@@ -240,7 +240,7 @@ func (n *Node) catchUpFromSnapshot() error {
 		"applied_index", n.fsm.AppliedIndex(), "snapshot_index", latest.Index, "snapshot", latest.ID)
 	_, rc, err := n.snaps.Open(latest.ID)
 	if err != nil {
-		return fmt.Errorf("events: open snapshot %s: %w (if the event store under %s was lost, move the node's data directory away and add the node again: the leader sends it a full snapshot)", latest.ID, err, n.cfg.Dir)
+		return fmt.Errorf("events: open snapshot %s: %w (if the event store under %s was lost, move the node's whole data directory away and start the node again with join: the leader sends it a full snapshot; docs/operations.md)", latest.ID, err, n.cfg.Dir)
 	}
 	if err := n.fsm.Restore(rc); err != nil {
 		return fmt.Errorf("events: restore snapshot %s: %w", latest.ID, err)
