@@ -405,7 +405,7 @@ func (s *API) Append(ctx context.Context, req *eventspb.AppendRequest) (*eventsp
 		return &eventspb.AppendResponse{Code: eventspb.Code_CODE_INVALID, Message: err.Error()}, nil
 	}
 	if a.ID.IsZero() {
-		a.ID = newID()
+		a.ID = NewAppendID()
 	}
 	start := time.Now()
 	res, err := s.run(ctx, fsm.Command{Append: &a})
@@ -435,7 +435,7 @@ func (s *API) Claim(ctx context.Context, req *eventspb.ClaimRequest) (*eventspb.
 		return &eventspb.ClaimResponse{Code: eventspb.Code_CODE_INVALID, Message: err.Error()}, nil
 	}
 	if id.IsZero() {
-		id = newID()
+		id = NewAppendID()
 	}
 	res, err := s.run(ctx, fsm.Command{Claim: &fsm.Claim{Stream: req.GetStream(), ID: id}})
 	if err != nil {

@@ -2,6 +2,7 @@ package events_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -312,5 +313,25 @@ func TestCommitLatencyMetric(t *testing.T) {
 	}
 	if got := counts["switchboard_log_commit_seconds"]; got < 1 || got > appends {
 		t.Fatalf("commit_seconds counted %d entries for %d sequential appends", got, appends)
+	}
+}
+
+// Append ids are unique and start with the wall clock (big-endian
+// nanoseconds) at which they were made.
+func TestNewAppendIDIsTimeOrderedAndUnique(t *testing.T) {
+	before := uint64(time.Now().UnixNano())
+	seen := map[events.AppendID]bool{}
+	for range 10000 {
+		id := events.NewAppendID()
+		if seen[id] {
+			t.Fatalf("id %x made twice", id)
+		}
+		seen[id] = true
+	}
+	after := uint64(time.Now().UnixNano())
+	for id := range seen {
+		if at := binary.BigEndian.Uint64(id[:8]); at < before || at > after {
+			t.Fatalf("id %x: time prefix %d outside [%d, %d]", id, at, before, after)
+		}
 	}
 }

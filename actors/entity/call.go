@@ -2,7 +2,6 @@ package entity
 
 import (
 	"context"
-	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,7 +15,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/switchboard-io/switchboard/actors/entity/entitypb"
-	"github.com/switchboard-io/switchboard/events"
 )
 
 // Error codes carried by entitypb.Error (see entity.proto for their meaning).
@@ -245,11 +243,6 @@ func lookup(c *pcluster.Cluster, kind, id string) *actor.PID {
 	return pid
 }
 
-func newAppendID() events.AppendID {
-	var id events.AppendID
-	_, _ = crand.Read(id[:])
-	return id
-}
 
 // Metrics are the shell's Prometheus metrics.
 type Metrics struct {

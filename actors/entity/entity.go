@@ -463,7 +463,7 @@ func (s *shell[S]) flush(ctx actor.Context) {
 	if len(s.queue) == 0 {
 		return
 	}
-	a := events.Append{Stream: s.stream, Expected: events.Exact(s.version), Epoch: s.epoch, ID: newAppendID()}
+	a := events.Append{Stream: s.stream, Expected: events.Exact(s.version), Epoch: s.epoch, ID: events.NewAppendID()}
 	n, size := 0, 0
 	for n < len(s.queue) {
 		p := s.queue[n]

@@ -61,16 +61,18 @@ func BenchmarkApplyBatch(b *testing.B) {
 }
 
 // BenchmarkApplyBatchSteady is the "idempotent-tuned-64MiB" case of
-// BenchmarkApplyBatch with random append ids (as clients make them) and
-// entry times 10 ms apart, so that after the first minutes of log the apply
-// also expires the ids older than Limits.AppendIDRetention, as on a node
-// under sustained load ("fresh": the first 60,000 appends, nothing expires
-// yet; "steady": after 3× the retention of appends).
+// BenchmarkApplyBatch with random append ids and entry times 10 ms apart, so
+// that after the first minutes of log the apply also expires the ids older
+// than Limits.AppendIDRetention, as on a node under sustained load ("fresh":
+// from an empty store; "steady": after 3× the retention of appends). The
+// "-ordered" cases give the ids a time prefix, as events.NewAppendID does:
+// their dedup records are inserted next to each other in the memtable.
 func BenchmarkApplyBatchSteady(b *testing.B) {
 	for _, bc := range []struct {
 		name    string
-		prefill int // batches applied before the timer starts
-	}{{"fresh", 0}, {"steady", 3 * 60_000 / 64}} {
+		prefill int  // batches applied before the timer starts
+		ordered bool // ids start with the entry's sequence number (big-endian)
+	}{{"fresh", 0, false}, {"fresh-ordered", 0, true}, {"steady", 3 * 60_000 / 64, false}, {"steady-ordered", 3 * 60_000 / 64, true}} {
 		b.Run(bc.name, func(b *testing.B) {
 			f := benchFSM(b, true, true)
 			const perBatch = 64
@@ -85,6 +87,9 @@ func BenchmarkApplyBatchSteady(b *testing.B) {
 					a := &Append{Stream: "session-" + string(rune('a'+j%16)), Expected: Any(), Events: []Event{{Type: "session.frame", Data: payload}}}
 					binary.LittleEndian.PutUint64(a.ID[:8], rng.Uint64())
 					binary.LittleEndian.PutUint64(a.ID[8:], rng.Uint64())
+					if bc.ordered {
+						binary.BigEndian.PutUint64(a.ID[:8], uint64(seq))
+					}
 					data, err := EncodeEntry(Entry{Time: t0 + seq*int64(10*time.Millisecond), Commands: []Command{{Append: a}}})
 					if err != nil {
 						b.Fatal(err)

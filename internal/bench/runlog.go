@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -231,7 +232,10 @@ func runLogLoad(ctx context.Context, cfg logConfig, c int, targets []string, dia
 			Events:       []*eventspb.Event{{Type: "bench", Data: data}},
 		}
 		return func(ctx context.Context) error {
-			_, _ = rng.Read(id)
+			// A fresh id per append, time-ordered like events.NewAppendID
+			// (what the project's own clients send; docs/api.md).
+			binary.BigEndian.PutUint64(id[:8], uint64(time.Now().UnixNano()))
+			_, _ = rng.Read(id[8:])
 			_, _ = rng.Read(data)
 			resp, err := client.Append(ctx, req)
 			if err != nil {
