@@ -243,7 +243,6 @@ func lookup(c *pcluster.Cluster, kind, id string) *actor.PID {
 	return pid
 }
 
-
 // Metrics are the shell's Prometheus metrics.
 type Metrics struct {
 	activations     *prometheus.CounterVec
