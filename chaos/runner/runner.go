@@ -274,8 +274,9 @@ func Run(ctx context.Context, o Options) (*report.Report, error) {
 	if sc.Uses(nemesis.DiskFull) {
 		disk = o.DiskSize
 	}
+	// Before the user's own arguments, which win (the replay names them).
+	o.NodeArgs = append(append([]string(nil), snapshotNodeArgs...), o.NodeArgs...)
 	if sc.Uses(nemesis.Member) {
-		// Before the user's own arguments, which win.
 		o.NodeArgs = append(append([]string(nil), memberNodeArgs...), o.NodeArgs...)
 	}
 	var d Driver
