@@ -499,20 +499,8 @@ func TestForwardToDeposedLeaderRetriedAtNewLeader(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	old, err := c.Leader(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var from, other *localcluster.Member
-	for _, m := range c.Members() {
-		switch {
-		case m == old:
-		case from == nil:
-			from = m
-		default:
-			other = m
-		}
-	}
+	old, fs := leaderAndFollowers(ctx, t, c)
+	from, other := fs[0], fs[1]
 	// An established forwarding connection (a new one would fail to dial
 	// below, which is retried anyway).
 	if _, err := from.Node().Append(ctx, events.AppendArgs("warm", events.Any(), ev("t", "0"))); err != nil {
@@ -550,6 +538,7 @@ func TestForwardToDeposedLeaderRetriedAtNewLeader(t *testing.T) {
 	c.Net.Heal()
 	for _, m := range c.Members() {
 		var evs []events.RecordedEvent
+		var err error
 		for {
 			evs, err = m.Node().ReadStream(ctx, "moved", 1, 10, true)
 			if err == nil || ctx.Err() != nil {

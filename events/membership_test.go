@@ -60,19 +60,10 @@ func TestStatusRoundTrip(t *testing.T) {
 	c := startCluster(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	l, err := c.Leader(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, fs := leaderAndFollowers(ctx, t, c)
+	f := fs[0]
 	if _, err := l.Node().Append(ctx, events.AppendArgs("st", events.Any(), ev("t", "x"))); err != nil {
 		t.Fatal(err)
-	}
-	var f *localcluster.Member
-	for _, m := range c.Members() {
-		if m != l {
-			f = m
-			break
-		}
 	}
 	if err := f.Node().Sync(ctx); err != nil {
 		t.Fatal(err)
@@ -186,16 +177,8 @@ func TestRemoveSelfFollower(t *testing.T) {
 	c := startCluster(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	l, err := c.Leader(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range c.Members() {
-		if m != l {
-			removeSelfAndCheck(t, c, m)
-			return
-		}
-	}
+	_, fs := leaderAndFollowers(ctx, t, c)
+	removeSelfAndCheck(t, c, fs[0])
 }
 
 // The leader leaves: it hands leadership over first, then the new leader

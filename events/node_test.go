@@ -126,25 +126,11 @@ func TestIdempotentAppendAcrossRestart(t *testing.T) {
 // logs catches up by snapshot installation, and later restarts from its own
 // snapshot-restored store.
 func TestLaggingFollowerInstallsSnapshot(t *testing.T) {
-	small := func(c *events.Config) {
-		c.Raft.SnapshotThreshold = 64
-		c.Raft.TrailingLogs = 16
-		c.Raft.SnapshotInterval = 50 * time.Millisecond
-	}
-	c := startTuned(t, 3, small)
+	c := startTuned(t, 3, snapshotOften)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	l, err := c.Leader(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var lagger *localcluster.Member
-	for _, m := range c.Members() {
-		if m != l {
-			lagger = m
-			break
-		}
-	}
+	l, fs := leaderAndFollowers(ctx, t, c)
+	lagger := fs[0]
 	if err := c.Stop(lagger.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -220,24 +206,11 @@ func TestLaggingFollowerInstallsSnapshot(t *testing.T) {
 // data is gone; started again from an empty directory it is rebuilt by a
 // full snapshot from the leader (docs/operations.md, Data and recovery).
 func TestLostEventStoreRefusedThenRebuiltFromLeader(t *testing.T) {
-	c := startTuned(t, 3, func(c *events.Config) {
-		c.Raft.SnapshotThreshold = 64
-		c.Raft.TrailingLogs = 16
-		c.Raft.SnapshotInterval = 50 * time.Millisecond
-	})
+	c := startTuned(t, 3, snapshotOften)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	l, err := c.Leader(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var lost *localcluster.Member
-	for _, m := range c.Members() {
-		if m != l {
-			lost = m
-			break
-		}
-	}
+	l, fs := leaderAndFollowers(ctx, t, c)
+	lost := fs[0]
 	const total = 300
 	for i := 0; i < total; i++ {
 		if _, err := l.Node().Append(ctx, events.AppendArgs(fmt.Sprintf("s%d", i%5), events.Any(), ev("t", fmt.Sprint(i)))); err != nil {
@@ -262,7 +235,7 @@ func TestLostEventStoreRefusedThenRebuiltFromLeader(t *testing.T) {
 	if err := os.RemoveAll(filepath.Join(lost.Dir, "events")); err != nil {
 		t.Fatal(err)
 	}
-	err = c.Restart(lost.ID)
+	err := c.Restart(lost.ID)
 	if err == nil || !strings.Contains(err.Error(), "the data it named is gone") {
 		t.Fatalf("restart without the event store: %v, want a refusal naming the lost data", err)
 	}
