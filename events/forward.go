@@ -213,7 +213,7 @@ func (f *forwarder) forward(ctx context.Context, addr string, cmd fsm.Command) (
 			// commits; waiting here stalled a session grain for the whole
 			// apply timeout (5 s) after the leader had moved.
 			f.n.metrics.forwardsAbandoned.Inc()
-			return fsm.Result{}, fmt.Errorf("%w: forwarded to %s: %w (the command is retried there)", errForwardTransport, addr, errLeaderMoved)
+			return fsm.Result{}, fmt.Errorf("%w: forwarded to %s: %w; retrying at the new leader", errForwardTransport, addr, errLeaderMoved)
 		}
 		select {
 		case r := <-p.out:

@@ -146,6 +146,11 @@ func (s *SnapshotStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, erro
 		return nil, nil, fmt.Errorf("fsm: expand snapshot %s: %w", id, err)
 	}
 	snap := fs.(*Snapshot)
+	at, err := f.readApplied(snap.snap)
+	if err != nil {
+		snap.Release()
+		return nil, nil, fmt.Errorf("fsm: expand snapshot %s: %w", id, err)
+	}
 	size, err := snap.WriteTo(io.Discard)
 	if err != nil {
 		snap.Release()
@@ -166,6 +171,6 @@ func (s *SnapshotStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, erro
 		}
 		pw.CloseWithError(err)
 	}()
-	f.log.Info("expanding a reference snapshot into a full one", "snapshot", id, "reference_index", ref.Index, "store_index", f.AppliedIndex(), "bytes", size)
+	f.log.Info("expanding a reference snapshot into a full one", "snapshot", id, "reference_index", ref.Index, "store_index", at.Index, "bytes", size)
 	return &full, pr, nil
 }
