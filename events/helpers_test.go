@@ -2,6 +2,7 @@ package events_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -46,4 +47,33 @@ func snapshotOften(c *events.Config) {
 	c.Raft.SnapshotThreshold = 64
 	c.Raft.TrailingLogs = 16
 	c.Raft.SnapshotInterval = 50 * time.Millisecond
+}
+
+// appendSpread appends total one-event appends through n, spread round-robin
+// over streams s0 … s<streams-1>.
+func appendSpread(ctx context.Context, t *testing.T, n *events.Node, total, streams int) {
+	t.Helper()
+	for i := 0; i < total; i++ {
+		if _, err := n.Append(ctx, events.AppendArgs(fmt.Sprintf("s%d", i%streams), events.Any(), ev("t", fmt.Sprint(i)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// waitTruncated waits until every member in ms has snapshotted and truncated
+// its Raft log past index 64 (snapshotOften), so that a node missing the
+// entries before it can only be caught up by a snapshot.
+func waitTruncated(ctx context.Context, t *testing.T, ms ...*localcluster.Member) {
+	t.Helper()
+	for _, m := range ms {
+		for {
+			if first, err := m.Node().FirstLogIndex(); err == nil && first > 64 {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("%s never truncated its log after a snapshot", m.ID)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 }

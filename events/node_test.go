@@ -135,33 +135,11 @@ func TestLaggingFollowerInstallsSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	const total = 400
-	for i := 0; i < total; i++ {
-		if _, err := l.Node().Append(ctx, events.AppendArgs(fmt.Sprintf("s%d", i%7), events.Any(), ev("t", fmt.Sprint(i)))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Wait until both running nodes have truncated their logs past what the
-	// lagger has (a snapshot alone is not enough: truncation follows it),
-	// whichever of them leads when it comes back.
-	for {
-		truncated := 0
-		for _, m := range c.Members() {
-			if m == lagger {
-				continue
-			}
-			if first, err := m.Node().FirstLogIndex(); err == nil && first > 64 {
-				truncated++
-			}
-		}
-		if truncated == 2 {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatal("the running nodes never truncated their logs after a snapshot")
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	appendSpread(ctx, t, l.Node(), total, 7)
+	// Both running nodes must have truncated their logs past what the lagger
+	// has (a snapshot alone is not enough: truncation follows it), whichever
+	// of them leads when it comes back.
+	waitTruncated(ctx, t, l, fs[1])
 	if err := c.Restart(lagger.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -212,23 +190,9 @@ func TestLostEventStoreRefusedThenRebuiltFromLeader(t *testing.T) {
 	l, fs := leaderAndFollowers(ctx, t, c)
 	lost := fs[0]
 	const total = 300
-	for i := 0; i < total; i++ {
-		if _, err := l.Node().Append(ctx, events.AppendArgs(fmt.Sprintf("s%d", i%5), events.Any(), ev("t", fmt.Sprint(i)))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendSpread(ctx, t, l.Node(), total, 5)
 	// Every node has snapshotted (a reference) and truncated its log.
-	for _, m := range c.Members() {
-		for {
-			if first, err := m.Node().FirstLogIndex(); err == nil && first > 64 {
-				break
-			}
-			if ctx.Err() != nil {
-				t.Fatalf("%s never truncated its log after a snapshot", m.ID)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	waitTruncated(ctx, t, c.Members()...)
 	if err := c.Stop(lost.ID); err != nil {
 		t.Fatal(err)
 	}
