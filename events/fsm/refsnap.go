@@ -122,8 +122,7 @@ func (s *SnapshotStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, erro
 		return nil, nil, err
 	}
 	br := bufio.NewReaderSize(rc, 64<<10)
-	head, err := br.Peek(len(snapshotMagic) + 1)
-	if err != nil || string(head[:len(snapshotMagic)]) != snapshotMagic || head[len(snapshotMagic)] != snapshotFormatReference {
+	if !errors.Is(checkSnapshotHeader(br), errReference) {
 		// A full snapshot (or something Restore will reject with a
 		// precise error): as stored.
 		return meta, struct {

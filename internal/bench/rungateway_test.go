@@ -30,7 +30,7 @@ func TestParseGatewayFlags(t *testing.T) {
 // admin API of a real node whose log holds the sessions and filler.
 func TestRunGatewayScaledDown(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts a node")
+		t.Skip("starts a node process: skipped under -short")
 	}
 	bin := buildSwitchboard(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
