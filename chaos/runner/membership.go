@@ -18,13 +18,6 @@ const memberTimeout = 60 * time.Second
 // membership changes.
 var memberNodeArgs = []string{"--cluster-stabilization-time", "1s", "--cluster-dead-server-grace", "2s"}
 
-// snapshotNodeArgs make every node snapshot and truncate its Raft log
-// every few seconds (defaults: 16,384 entries or 2 minutes, which a run
-// rarely reaches), so that a node killed, paused or cut off for a few
-// seconds comes back behind the leader's log and is caught up with a
-// snapshot: the snapshot path runs under faults in every run.
-var snapshotNodeArgs = []string{"--raft-snapshot-threshold", "1024", "--raft-trailing-logs", "256", "--raft-snapshot-interval", "2s"}
-
 // replaceNode is the member nemesis on node i: a new node joins, and once
 // the leader has promoted it (one voter more than before), node i is
 // retired — stopped gracefully for good. The heal waits until the leader's

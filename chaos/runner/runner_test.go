@@ -57,6 +57,10 @@ func TestProcessRunKillScenario(t *testing.T) {
 	if !onDisk.Pass || onDisk.Seed != 7 || !strings.Contains(onDisk.Replay, "--scenario kill --nodes 3 --duration 20s --seed 7 --driver process") {
 		t.Errorf("report on disk: %+v", onDisk)
 	}
+	// Every run's nodes snapshot often, and the replay says so.
+	if !strings.Contains(onDisk.Replay, "--raft-snapshot-threshold 1024 --raft-trailing-logs 256 --raft-snapshot-interval 2s") {
+		t.Errorf("replay %q lacks the snapshot node arguments", onDisk.Replay)
+	}
 }
 
 func tail(s string, n int) string {
