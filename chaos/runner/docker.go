@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -253,12 +252,10 @@ func startDocker(ctx context.Context, image string, n int, dir string, extra []s
 	if err != nil {
 		return nil, fmt.Errorf("docker driver: client certificate: %w", err)
 	}
-	caPEM, err := os.ReadFile(caFile)
+	pool, err := tlsutil.LoadCAPool(caFile)
 	if err != nil {
 		return nil, fmt.Errorf("docker driver: %w", err)
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
 	d.tls = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 
 	if diskSize > 0 {

@@ -5,10 +5,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/x509"
+	"errors"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -260,5 +263,27 @@ func TestEnsureDevConcurrentNodesShareOneCA(t *testing.T) {
 	r := handshake(t, bundles[0].PeerConfig(), bundles[2].PeerConfig())
 	if r.serverErr != nil || r.clientErr != nil {
 		t.Fatalf("n1<-n3: server %v client %v", r.serverErr, r.clientErr)
+	}
+}
+
+func TestLoadCAPool(t *testing.T) {
+	dir := t.TempDir()
+	caCert, _, err := CreateCA(CAOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := LoadCAPool(caCert)
+	if err != nil || pool == nil {
+		t.Fatalf("LoadCAPool(%s) = %v, %v", caCert, pool, err)
+	}
+	notPEM := filepath.Join(dir, "not.pem")
+	if err := os.WriteFile(notPEM, []byte("hello"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadCAPool(notPEM); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
+		t.Fatalf("a file without a certificate: %v", err)
+	}
+	if _, err := LoadCAPool(filepath.Join(dir, "missing.pem")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a missing file: %v, want fs.ErrNotExist", err)
 	}
 }

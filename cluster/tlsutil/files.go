@@ -17,6 +17,7 @@
 package tlsutil
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -71,4 +72,19 @@ func checkFile(path, fix string) string {
 	}
 	fh.Close()
 	return ""
+}
+
+// LoadCAPool reads the PEM certificates in path into a new pool, for clients
+// that verify servers against a CA. It fails when the file cannot be read or
+// holds no PEM certificate.
+func LoadCAPool(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("CA certificate: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("CA certificate %s: no PEM certificate in the file", path)
+	}
+	return pool, nil
 }

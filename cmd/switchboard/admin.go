@@ -31,6 +31,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
+	"github.com/switchboard-io/switchboard/cluster/tlsutil"
 	"github.com/switchboard-io/switchboard/gateway/admin/adminpb"
 )
 
@@ -392,13 +393,9 @@ func adminDial(o adminOptions) (*grpc.ClientConn, error) {
 			}
 		}
 		if file != "" {
-			pem, err := os.ReadFile(file)
+			pool, err := tlsutil.LoadCAPool(file)
 			if err != nil {
 				return nil, fmt.Errorf("--ca-file: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("--ca-file %s: no PEM certificate in it", file)
 			}
 			tc.RootCAs = pool
 		}

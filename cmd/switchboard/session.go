@@ -4,18 +4,17 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/switchboard-io/switchboard/cluster/tlsutil"
 	"github.com/switchboard-io/switchboard/gateway/sessionclient"
 )
 
@@ -184,13 +183,9 @@ func (o *sessionOptions) clientTLS(stderr io.Writer) (*tls.Config, error) {
 		fmt.Fprintln(stderr, "warning: --insecure: the nodes' certificates are not verified; anyone on the path can read and change the session")
 		cfg.InsecureSkipVerify = true
 	case o.caFile != "":
-		pem, err := os.ReadFile(o.caFile)
+		pool, err := tlsutil.LoadCAPool(o.caFile)
 		if err != nil {
 			return nil, fmt.Errorf("--ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--ca %s: no PEM certificate in the file", o.caFile)
 		}
 		cfg.RootCAs = pool
 	}

@@ -289,14 +289,9 @@ func (c *LogCluster) DialOption() (grpc.DialOption, error) {
 // CAPool returns the cluster CA as a pool, for clients of the nodes'
 // session endpoints.
 func (c *LogCluster) CAPool() (*x509.CertPool, error) {
-	path := filepath.Join(c.tlsDir, tlsutil.DefaultCACertFile)
-	pem, err := os.ReadFile(path)
+	pool, err := tlsutil.LoadCAPool(filepath.Join(c.tlsDir, tlsutil.DefaultCACertFile))
 	if err != nil {
 		return nil, fmt.Errorf("cluster CA: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("cluster CA %s: no certificate in it", path)
 	}
 	return pool, nil
 }

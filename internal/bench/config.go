@@ -35,6 +35,7 @@ type logConfig struct {
 	target         string
 	requestTimeout time.Duration
 	etcdBinary     string
+	etcdTLS        bool
 	nodes          int
 	readyTimeout   time.Duration
 	rounds         int
@@ -93,6 +94,7 @@ func newLogFlagSet(cfg *logConfig) *flag.FlagSet {
 	fs.StringVar(&cfg.target, "target", TargetAll, "nodes the clients connect to: all (spread over every node; 2/3 of requests take the forwarding hop) or leader")
 	fs.DurationVar(&cfg.requestTimeout, "request-timeout", 10*time.Second, "deadline of each append or put")
 	fs.StringVar(&cfg.etcdBinary, "etcd-binary", "etcd", "etcd server binary (with --peer etcd; installed with apt-get install etcd-server when absent)")
+	fs.BoolVar(&cfg.etcdTLS, "etcd-tls", true, "run etcd with mutual TLS on its client and peer URLs, as the nodes run (false: plain HTTP, etcd's default)")
 	fs.IntVar(&cfg.nodes, "nodes", 3, "cluster size (both systems)")
 	fs.DurationVar(&cfg.readyTimeout, "ready-timeout", 60*time.Second, "how long to wait for a started cluster to become ready")
 	fs.IntVar(&cfg.rounds, "rounds", 1, "measured rounds per client count, alternating between the systems; the round with the median rate is reported")

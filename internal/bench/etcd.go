@@ -2,11 +2,13 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +18,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/switchboard-io/switchboard/cluster/tlsutil"
 )
 
 // EtcdPackage is the Debian package that provides the etcd server.
@@ -72,8 +76,8 @@ func EnsureEtcd(ctx context.Context, binary string, log *slog.Logger, out io.Wri
 type EtcdMember struct {
 	Name      string // e1, e2, ...
 	DataDir   string // DIR/eI
-	ClientURL string // http://127.0.0.1:port
-	PeerURL   string // http://127.0.0.1:port
+	ClientURL string // http(s)://127.0.0.1:port
+	PeerURL   string // http(s)://127.0.0.1:port
 	Proc      *Proc  // output in DIR/eI.log
 }
 
@@ -83,23 +87,35 @@ type EtcdCluster struct {
 	Dir     string
 	Members []*EtcdMember
 
-	opts ClusterOptions
+	opts EtcdOptions
 	http *http.Client
+	tls  *tls.Config // clients' configuration with TLS on, else nil
+}
+
+// EtcdOptions configures StartEtcdClusterWith.
+type EtcdOptions struct {
+	ClusterOptions
+	// TLS runs every member with mutual TLS on its client and peer URLs
+	// (https, --client-cert-auth, --peer-client-cert-auth), as switchboard
+	// nodes always run: a CA, member certificates (ECDSA P-256, with the IP
+	// SAN 127.0.0.1) and a client certificate are created in DIR/tls with
+	// the same code that creates the nodes' (cluster/tlsutil).
+	TLS bool
 }
 
 // StartEtcdCluster starts an n-member etcd cluster with data under dir and
 // waits until every member's /health reports healthy (the cluster has a
 // leader and serves a quorum read).
 func StartEtcdCluster(ctx context.Context, binary string, n int, dir string) (*EtcdCluster, error) {
-	return StartEtcdClusterWith(ctx, binary, n, dir, ClusterOptions{})
+	return StartEtcdClusterWith(ctx, binary, n, dir, EtcdOptions{})
 }
 
 // StartEtcdClusterWith is StartEtcdCluster with options.
-func StartEtcdClusterWith(ctx context.Context, binary string, n int, dir string, opts ClusterOptions) (*EtcdCluster, error) {
+func StartEtcdClusterWith(ctx context.Context, binary string, n int, dir string, opts EtcdOptions) (*EtcdCluster, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("etcd cluster: %d members requested, need at least 1", n)
 	}
-	opts = opts.withDefaults()
+	opts.ClusterOptions = opts.withDefaults()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("etcd cluster: %w", err)
 	}
@@ -108,12 +124,21 @@ func StartEtcdClusterWith(ctx context.Context, binary string, n int, dir string,
 		return nil, fmt.Errorf("etcd cluster: %w", err)
 	}
 	c := &EtcdCluster{Dir: dir, opts: opts, http: &http.Client{Timeout: 2 * time.Second}}
+	scheme := "http"
+	var tlsArgs func(name string) []string
+	if opts.TLS {
+		scheme = "https"
+		if tlsArgs, err = c.createTLS(n); err != nil {
+			return nil, err
+		}
+		c.http.Transport = &http.Transport{TLSClientConfig: c.tls}
+	}
 	initial := make([]string, n)
 	for i := range n {
 		m := &EtcdMember{
 			Name:      fmt.Sprintf("e%d", i+1),
-			ClientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]),
-			PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1]),
+			ClientURL: fmt.Sprintf("%s://127.0.0.1:%d", scheme, ports[2*i]),
+			PeerURL:   fmt.Sprintf("%s://127.0.0.1:%d", scheme, ports[2*i+1]),
 		}
 		m.DataDir = filepath.Join(dir, m.Name)
 		c.Members = append(c.Members, m)
@@ -134,6 +159,9 @@ func StartEtcdClusterWith(ctx context.Context, binary string, n int, dir string,
 			"--logger", "zap",
 			"--log-outputs", "stderr",
 		}
+		if tlsArgs != nil {
+			args = append(args, tlsArgs(m.Name)...)
+		}
 		m.Proc = &Proc{Name: m.Name, Path: binary, Args: append(args, opts.ExtraArgs...), LogPath: filepath.Join(dir, m.Name+".log")}
 	}
 	start := time.Now()
@@ -151,6 +179,56 @@ func StartEtcdClusterWith(ctx context.Context, binary string, n int, dir string,
 	opts.Logger.Info("etcd cluster ready", "members", n, "after", time.Since(start).Round(time.Millisecond))
 	return c, nil
 }
+
+// createTLS creates the CA, the n members' certificates and the client's
+// certificate in DIR/tls, sets c.tls, and returns each member's TLS flags.
+func (c *EtcdCluster) createTLS(n int) (func(name string) []string, error) {
+	dir := filepath.Join(c.Dir, "tls")
+	caCert, caKey, err := tlsutil.CreateCA(tlsutil.CAOptions{Dir: dir, CommonName: "etcd bench CA"})
+	if err != nil {
+		return nil, fmt.Errorf("etcd cluster: TLS: %w", err)
+	}
+	cert := func(name string) (string, string, error) {
+		certPath, keyPath, err := tlsutil.CreateCert(tlsutil.CertOptions{
+			Dir: dir, CAFile: caCert, CAKeyFile: caKey, Node: name, IPs: []net.IP{net.IPv4(127, 0, 0, 1)},
+		})
+		if err != nil {
+			return "", "", fmt.Errorf("etcd cluster: TLS certificate for %s: %w", name, err)
+		}
+		return certPath, keyPath, nil
+	}
+	for i := range n {
+		if _, _, err := cert(fmt.Sprintf("e%d", i+1)); err != nil {
+			return nil, err
+		}
+	}
+	clientCert, clientKey, err := cert("etcd-client")
+	if err != nil {
+		return nil, err
+	}
+	pair, err := tls.LoadX509KeyPair(clientCert, clientKey)
+	if err != nil {
+		return nil, fmt.Errorf("etcd cluster: TLS client certificate: %w", err)
+	}
+	pool, err := tlsutil.LoadCAPool(caCert)
+	if err != nil {
+		return nil, fmt.Errorf("etcd cluster: TLS: %w", err)
+	}
+	c.tls = &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	return func(name string) []string {
+		certPath, keyPath := tlsutil.CertFiles(dir, name)
+		return []string{
+			"--cert-file", certPath, "--key-file", keyPath,
+			"--client-cert-auth", "--trusted-ca-file", caCert,
+			"--peer-cert-file", certPath, "--peer-key-file", keyPath,
+			"--peer-client-cert-auth", "--peer-trusted-ca-file", caCert,
+		}
+	}, nil
+}
+
+// ClientTLS returns the configuration clients of a cluster started with
+// TLS connect with (nil without TLS).
+func (c *EtcdCluster) ClientTLS() *tls.Config { return c.tls }
 
 // Endpoints returns the members' client URLs.
 func (c *EtcdCluster) Endpoints() []string {
@@ -192,7 +270,7 @@ func (c *EtcdCluster) WaitReady(ctx context.Context, timeout time.Duration) erro
 
 // Leader returns the index in Members of the current leader.
 func (c *EtcdCluster) Leader(ctx context.Context) (int, error) {
-	cli, err := newEtcdClient(ctx, c.Endpoints())
+	cli, err := newEtcdClient(ctx, c.Endpoints(), c.tls)
 	if err != nil {
 		return -1, err
 	}
@@ -231,10 +309,12 @@ func (c *EtcdCluster) Kill(i int) error {
 }
 
 // newEtcdClient connects a client to endpoints (the client balances its
-// requests over them round-robin) with a silent logger.
-func newEtcdClient(ctx context.Context, endpoints []string) (*clientv3.Client, error) {
+// requests over them round-robin) with a silent logger, over TLS with tlsConf
+// when it is not nil.
+func newEtcdClient(ctx context.Context, endpoints []string, tlsConf *tls.Config) (*clientv3.Client, error) {
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   endpoints,
+		TLS:         tlsConf,
 		DialTimeout: 5 * time.Second,
 		Context:     ctx,
 		Logger:      zap.NewNop(),

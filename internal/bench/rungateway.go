@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"flag"
 	"fmt"
 	"io"
@@ -21,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/switchboard-io/switchboard/actors/session/sessionpb"
+	"github.com/switchboard-io/switchboard/cluster/tlsutil"
 	"github.com/switchboard-io/switchboard/events/eventspb"
 	"github.com/switchboard-io/switchboard/gateway/admin/adminpb"
 )
@@ -346,12 +346,10 @@ func adminLogin(ctx context.Context, dataDir, addr string) (*grpc.ClientConn, st
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	pem, err := os.ReadFile(filepath.Join(dataDir, "admin-tls", "cert.pem"))
+	pool, err := tlsutil.LoadCAPool(filepath.Join(dataDir, "admin-tls", "cert.pem"))
 	if err != nil {
 		return nil, "", fmt.Errorf("bench gateway: admin certificate: %w", err)
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})))
 	if err != nil {
 		return nil, "", err

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -276,8 +277,10 @@ func waitConnReady(ctx context.Context, cc *grpc.ClientConn, timeout time.Durati
 // startEtcdSystem starts the etcd cluster and returns the function that
 // runs one round of load against it and the function that stops it.
 func startEtcdSystem(ctx context.Context, cfg logConfig, etcdPath, dir, runID string, log *slog.Logger) (loadFunc, func(), error) {
-	log.Info("starting etcd cluster", "members", cfg.nodes, "binary", etcdPath, "version", etcdVersion(ctx, etcdPath), "dir", dir)
-	ec, err := StartEtcdClusterWith(ctx, etcdPath, cfg.nodes, dir, ClusterOptions{ReadyTimeout: cfg.readyTimeout, Logger: log})
+	log.Info("starting etcd cluster", "members", cfg.nodes, "binary", etcdPath, "version", etcdVersion(ctx, etcdPath), "tls", cfg.etcdTLS, "dir", dir)
+	ec, err := StartEtcdClusterWith(ctx, etcdPath, cfg.nodes, dir, EtcdOptions{
+		ClusterOptions: ClusterOptions{ReadyTimeout: cfg.readyTimeout, Logger: log}, TLS: cfg.etcdTLS,
+	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("bench-log: %w", err)
 	}
@@ -304,14 +307,14 @@ func startEtcdSystem(ctx context.Context, cfg logConfig, etcdPath, dir, runID st
 		log.Warn("could not tell the etcd leader (not needed with --target all)", "err", lerr)
 	}
 	return func(ctx context.Context, c int) (Result, error) {
-		return runEtcdLoad(ctx, cfg, c, endpoints, runID, log)
+		return runEtcdLoad(ctx, cfg, c, endpoints, ec.ClientTLS(), runID, log)
 	}, stop, nil
 }
 
 // runEtcdLoad drives c clients putting cfg.eventSize random bytes to their
 // own key (or one of --streams keys) through ceil(c/16) etcd clients, each
 // balancing over endpoints.
-func runEtcdLoad(ctx context.Context, cfg logConfig, c int, endpoints []string, runID string, log *slog.Logger) (Result, error) {
+func runEtcdLoad(ctx context.Context, cfg logConfig, c int, endpoints []string, tlsConf *tls.Config, runID string, log *slog.Logger) (Result, error) {
 	n := (c + clientsPerConn - 1) / clientsPerConn
 	clis := make([]*clientv3.Client, 0, n)
 	defer func() {
@@ -320,7 +323,7 @@ func runEtcdLoad(ctx context.Context, cfg logConfig, c int, endpoints []string, 
 		}
 	}()
 	for range n {
-		cli, err := newEtcdClient(ctx, endpoints)
+		cli, err := newEtcdClient(ctx, endpoints, tlsConf)
 		if err != nil {
 			return Result{}, err
 		}
