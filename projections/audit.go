@@ -3,14 +3,11 @@ package projections
 import (
 	"encoding/base64"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/switchboard-io/switchboard/actors/session/sessionpb"
@@ -21,8 +18,16 @@ import (
 // AuditName is the name of the audit projection.
 const AuditName = "audit"
 
-// Audit indexes every event of the log by position, stream, type, actor and
-// time (the events themselves stay in the log).
+// Audit indexes the events of the log by position, stream, type, actor and
+// time (the events themselves stay in the log): every event except the
+// frames relayed in sessions (FrameSent). The audit log is the trail of who
+// did what — opened, joined, left, acknowledged, ended, administered; a
+// frame is data moved inside a session, as many per second as the session
+// carries, and its row and three index keys were most of the view's writes
+// (and of a node's work under durable traffic). The frames stay in the
+// session's stream in the log, the sessions view counts them and their
+// bytes per participant, and the per-minute event counts (m) and the
+// second index (f) still include them.
 //
 // Rows (relative keys; pos = 8-byte big-endian position):
 //
@@ -38,8 +43,8 @@ type Audit struct{}
 // Name implements Projection.
 func (Audit) Name() string { return AuditName }
 
-// Version implements Projection.
-func (Audit) Version() uint32 { return 1 }
+// Version implements Projection. 2: frames are no longer indexed.
+func (Audit) Version() uint32 { return 2 }
 
 // ActorFunc returns the actor of an event (who caused it) from its data, or
 // "" when the event does not say. Jobs register theirs with RegisterActor.
@@ -71,34 +76,14 @@ func (Audit) Apply(w *Writer, evs []events.RecordedEvent) error {
 	var seconds []uint64
 	actors := map[string]string{} // participantKey → actor, for this batch
 	for _, ev := range evs {
-		actor, err := auditActor(w, ev, actors)
-		if err != nil {
-			w.Skip(ev, err) // still indexed, without an actor
-		}
-		row := &viewspb.AuditRow{Position: ev.Position, Stream: ev.Stream, Version: ev.Version, Type: ev.Type,
-			TimeUnixMs: ev.Time / 1e6, Actor: actor}
-		v, err := proto.Marshal(row)
-		if err != nil {
+		if err := auditRow(w, ev, actors); err != nil {
 			return err
 		}
-		pos := encodeU64(ev.Position)
-		if err := w.Set(append([]byte{'e'}, pos...), v); err != nil {
-			return err
-		}
-		for _, ix := range []struct {
-			space byte
-			value string
-		}{{'s', ev.Stream}, {'t', ev.Type}, {'a', actor}} {
-			if ix.value == "" {
-				continue
-			}
-			if err := w.Set(posIndexKey(ix.space, ix.value, ev.Position), nil); err != nil {
-				return err
-			}
-		}
-		minutes[uint64(row.TimeUnixMs/60000)]++
-		if sec := uint64(row.TimeUnixMs / 1000); len(seconds) == 0 || seconds[len(seconds)-1] != sec {
+		ms := ev.Time / 1e6
+		minutes[uint64(ms/60000)]++
+		if sec := uint64(ms / 1000); len(seconds) == 0 || seconds[len(seconds)-1] != sec {
 			seconds = append(seconds, sec)
+			pos := encodeU64(ev.Position)
 			k := binary.BigEndian.AppendUint64([]byte{'f'}, sec)
 			if _, found, err := w.Get(k); err != nil {
 				return err
@@ -119,6 +104,38 @@ func (Audit) Apply(w *Writer, evs []events.RecordedEvent) error {
 			n += binary.BigEndian.Uint64(v)
 		}
 		if err := w.Set(k, encodeU64(n)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// auditRow writes ev's row and index keys, unless ev is a relayed frame.
+func auditRow(w *Writer, ev events.RecordedEvent, actors map[string]string) error {
+	if ev.Type == typeFrameSent {
+		return nil
+	}
+	actor, err := auditActor(w, ev, actors)
+	if err != nil {
+		w.Skip(ev, err) // still indexed, without an actor
+	}
+	row := &viewspb.AuditRow{Position: ev.Position, Stream: ev.Stream, Version: ev.Version, Type: ev.Type,
+		TimeUnixMs: ev.Time / 1e6, Actor: actor}
+	v, err := proto.Marshal(row)
+	if err != nil {
+		return err
+	}
+	if err := w.Set(append([]byte{'e'}, encodeU64(ev.Position)...), v); err != nil {
+		return err
+	}
+	for _, ix := range []struct {
+		space byte
+		value string
+	}{{'s', ev.Stream}, {'t', ev.Type}, {'a', actor}} {
+		if ix.value == "" {
+			continue
+		}
+		if err := w.Set(posIndexKey(ix.space, ix.value, ev.Position), nil); err != nil {
 			return err
 		}
 	}
@@ -171,14 +188,6 @@ func auditActor(w *Writer, ev events.RecordedEvent, cache map[string]string) (st
 		k := participantKey(code, e.GetParticipant())
 		cache[string(k)] = a
 		return a, w.Set(k, []byte(a))
-	case typeFrameSent:
-		// Only the sender is needed: read field 1 (from) and skip the
-		// payload rather than copy it.
-		from, err := frameSender(ev.Data)
-		if err != nil {
-			return "", err
-		}
-		return participantActor(from)
 	case typeEnded:
 		var e sessionpb.Ended
 		if err := proto.Unmarshal(ev.Data, &e); err != nil {
@@ -215,39 +224,6 @@ func auditActor(w *Writer, ev events.RecordedEvent, cache map[string]string) (st
 		return "", err
 	}
 	return participantActor(m.GetParticipant())
-}
-
-// frameSent's field numbers (sessionpb.FrameSent).
-const frameSentFrom protowire.Number = 1
-
-// frameSender returns the from field of an encoded FrameSent.
-func frameSender(b []byte) (string, error) {
-	from := ""
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return "", fmt.Errorf("FrameSent: %w", protowire.ParseError(n))
-		}
-		b = b[n:]
-		if num == frameSentFrom && typ == protowire.BytesType {
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return "", fmt.Errorf("FrameSent.from: %w", protowire.ParseError(n))
-			}
-			if !utf8.Valid(v) {
-				return "", errors.New("FrameSent.from: invalid UTF-8")
-			}
-			from = string(v) // the last occurrence wins, as in proto.Unmarshal
-			b = b[n:]
-			continue
-		}
-		n = protowire.ConsumeFieldValue(num, typ, b)
-		if n < 0 {
-			return "", fmt.Errorf("FrameSent field %d: %w", num, protowire.ParseError(n))
-		}
-		b = b[n:]
-	}
-	return from, nil
 }
 
 func participantKey(code, pid string) []byte {
