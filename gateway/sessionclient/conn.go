@@ -12,6 +12,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/switchboard-io/switchboard/gateway/burstconn"
 	"github.com/switchboard-io/switchboard/gateway/sessionwire"
 )
 
@@ -24,7 +25,11 @@ const (
 // goroutines run until either fails; the supervisor (Session.run) then
 // replaces it.
 type conn struct {
-	ws     *websocket.Conn
+	ws *websocket.Conn
+	// bc is the connection under ws when the session's own transport
+	// dialled it (nil with a custom Config.Dialer): the writer sends a burst
+	// of messages with one write.
+	bc     *burstconn.Conn
 	node   int // index in Session.urls
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -38,11 +43,38 @@ type conn struct {
 func (c *conn) write(typ websocket.MessageType, b []byte) error {
 	ctx, cancel := context.WithTimeout(c.ctx, c.writeTimeout)
 	defer cancel()
+	return c.writeCtx(ctx, typ, b)
+}
+
+// writeCtx is write under ctx, for a burst of writes that share one
+// deadline.
+func (c *conn) writeCtx(ctx context.Context, typ websocket.MessageType, b []byte) error {
 	if err := c.ws.Write(ctx, typ, b); err != nil {
 		return fmt.Errorf("write: %w", err)
 	}
 	c.lastSent.Store(time.Now().UnixNano())
 	return nil
+}
+
+// burst writes the acknowledgements and durable frames the writer took
+// with one write to the connection when it can (burstconn), all under one
+// deadline.
+func (c *conn) burst(ctrls []sessionwire.Control, frames func(yield func([]byte) error) error) error {
+	ctx, cancel := context.WithTimeout(c.ctx, c.writeTimeout)
+	defer cancel()
+	c.bc.Hold()
+	err := func() error {
+		for _, m := range ctrls {
+			if err := c.writeCtx(ctx, textMessage, sessionwire.EncodeControl(m)); err != nil {
+				return err
+			}
+		}
+		return frames(func(b []byte) error { return c.writeCtx(ctx, binaryMessage, b) })
+	}()
+	if rerr := c.bc.Release(); rerr != nil && err == nil {
+		err = fmt.Errorf("write: %w", rerr)
+	}
+	return err
 }
 
 // closeGracefully sends a normal close and waits briefly for the answer.
@@ -143,6 +175,8 @@ func (s *Session) attempt(ctx context.Context, idx int, hello sessionwire.Contro
 	// connection it returns outlives dctx (coder/websocket only uses the
 	// context for the upgrade).
 	dctx, dcancel := context.WithTimeout(hctx, min(s.cfg.DialTimeout, s.cfg.HandshakeTimeout))
+	var dialed atomic.Pointer[burstconn.Conn] // set by the transport's dial (burstDialer)
+	dctx = context.WithValue(dctx, dialedKey{}, &dialed)
 	ws, resp, err := s.cfg.Dialer(dctx, s.urls[idx], &websocket.DialOptions{HTTPClient: s.httpClient})
 	dcancel()
 	if err != nil {
@@ -184,7 +218,7 @@ func (s *Session) attempt(ctx context.Context, idx int, hello sessionwire.Contro
 	}
 	ws.SetReadLimit(limit)
 	hb := time.Duration(max(w.HeartbeatS, 1)) * time.Second
-	c := &conn{ws: ws, node: idx, writeTimeout: 3 * hb}
+	c := &conn{ws: ws, bc: dialed.Load(), node: idx, writeTimeout: 3 * hb}
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
 	now := time.Now().UnixNano()
 	c.lastRecv.Store(now)
@@ -573,18 +607,18 @@ func (s *Session) writeLoop(c *conn) error {
 		}
 		s.mu.Unlock()
 
-		for _, m := range ctrls {
-			if err := c.write(textMessage, sessionwire.EncodeControl(m)); err != nil {
-				return err
-			}
-		}
-		for _, j := range jobs {
-			buf, _ = sessionwire.AppendFrame(buf[:0], sessionwire.Frame{Kind: sessionwire.KindDurable, CSeq: j.cseq, Payload: j.payload})
-			if err := c.write(binaryMessage, buf); err != nil {
-				return err
-			}
-		}
 		if len(ctrls) > 0 || len(jobs) > 0 {
+			if err := c.burst(ctrls, func(write func([]byte) error) error {
+				for _, j := range jobs {
+					buf, _ = sessionwire.AppendFrame(buf[:0], sessionwire.Frame{Kind: sessionwire.KindDurable, CSeq: j.cseq, Payload: j.payload})
+					if err := write(buf); err != nil {
+						return err
+					}
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
 			continue
 		}
 

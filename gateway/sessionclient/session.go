@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -218,7 +219,9 @@ func start(ctx context.Context, cfg Config, hello sessionwire.Control) (*Session
 		u, _ := NodeURL(n) // validated above
 		s.urls = append(s.urls, u)
 	}
-	s.httpClient = &http.Client{Transport: &http.Transport{TLSClientConfig: cfg.TLS, Proxy: http.ProxyFromEnvironment}}
+	d := &burstDialer{net: net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}, tls: cfg.TLS}
+	s.httpClient = &http.Client{Transport: &http.Transport{TLSClientConfig: cfg.TLS, Proxy: http.ProxyFromEnvironment,
+		DialContext: d.dial, DialTLSContext: d.dialTLS}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
 	c, w, err := s.connect(ctx, 0, func() sessionwire.Control { return hello })

@@ -997,3 +997,36 @@ func TestDialTimeoutSkipsANodeThatAcceptsButNeverAnswers(t *testing.T) {
 		t.Error("the silent node was never tried")
 	}
 }
+
+// The session's own transport dials every connection through burstDialer,
+// and the dial context carries the slot that hands the burst connection to
+// the attempt: the writer then sends its bursts with one write. Frames sent
+// in bursts arrive exactly once and in order.
+func TestConnectionsAreDialledForBurstWrites(t *testing.T) {
+	srv := newServer(t, sessiontest.Options{})
+	host, guest := openPair(t, srv, testConfig(t, srv), Limits{FramesPerSecond: 10000, Burst: 20000})
+	for _, s := range []*Session{host, guest} {
+		var c *conn
+		waitFor(t, 5*time.Second, s.Role()+" connected", func() bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			c = s.cur
+			return c != nil
+		})
+		if c.bc == nil {
+			t.Fatalf("%s: the connection was not dialled through the burst dialer", s.Role())
+		}
+	}
+	ctx := ctxT(t, 20*time.Second)
+	const n = 500
+	errc := make(chan error, 1)
+	go func() { errc <- sendAll(ctx, host, n) }()
+	got, err := recvDurable(ctx, guest, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	checkSequence(t, got, n, "guest")
+}

@@ -522,7 +522,7 @@ func (c *conn) writer() {
 		}
 		if m.closeCode != 0 {
 			if c.fc != nil {
-				_ = c.fc.release() // the close handshake needs what precedes it sent
+				_ = c.fc.Release() // the close handshake needs what precedes it sent
 			}
 			_ = c.ws.Close(m.closeCode, m.reason)
 			c.cancel()
@@ -530,10 +530,10 @@ func (c *conn) writer() {
 		}
 		return true
 	}
-	// burst writes what is queued with one flush (see flushConn).
+	// burst writes what is queued with one flush (see burstconn).
 	burst := func(first func() bool) bool {
 		if c.fc != nil {
-			c.fc.hold()
+			c.fc.Hold()
 		}
 		ok := first()
 		for n := 0; ok && n < 256; n++ {
@@ -549,7 +549,7 @@ func (c *conn) writer() {
 			break
 		}
 		if c.fc != nil {
-			if err := c.fc.release(); err != nil && ok {
+			if err := c.fc.Release(); err != nil && ok {
 				c.cancel()
 				_ = c.ws.CloseNow()
 				return false

@@ -1,4 +1,4 @@
-package sessionedge
+package burstconn
 
 import (
 	"bytes"
@@ -26,42 +26,49 @@ func (r *recConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func TestFlushConnSendsAHeldBurstAsOneWrite(t *testing.T) {
+func TestHeldBurstIsOneWrite(t *testing.T) {
 	rc := &recConn{}
-	reg := &sync.Map{}
-	c := &flushConn{Conn: rc, reg: reg, key: "k"}
+	c := New(rc)
 	c.Write([]byte("a")) // not holding: straight through
-	c.hold()
+	c.Hold()
 	c.Write([]byte("b"))
 	c.Write([]byte("c"))
 	if len(rc.writes) != 1 {
 		t.Fatalf("writes while holding reached the connection: %q", rc.writes)
 	}
-	if err := c.release(); err != nil {
+	if err := c.Release(); err != nil {
 		t.Fatal(err)
 	}
 	if len(rc.writes) != 2 || !bytes.Equal(rc.writes[1], []byte("bc")) {
 		t.Fatalf("writes %q, want [a bc]", rc.writes)
 	}
-	if err := c.release(); err != nil || len(rc.writes) != 2 {
+	if err := c.Release(); err != nil || len(rc.writes) != 2 {
 		t.Fatalf("an empty release wrote: %q %v", rc.writes, err)
 	}
-	// A hold that grows past maxHeld writes without waiting for release.
-	c.hold()
-	c.Write(make([]byte, maxHeld))
+	// A hold that grows past MaxHeld writes without waiting for Release.
+	c.Hold()
+	c.Write(make([]byte, MaxHeld))
 	if len(rc.writes) != 3 {
-		t.Fatalf("%d writes after %d held bytes, want 3", len(rc.writes), maxHeld)
+		t.Fatalf("%d writes after %d held bytes, want 3", len(rc.writes), MaxHeld)
 	}
-	c.release()
+	c.Release()
 	// A failed write is reported, and every later write fails too.
 	rc.err = errors.New("broken pipe")
-	c.hold()
+	c.Hold()
 	c.Write([]byte("x"))
-	if err := c.release(); err == nil {
-		t.Fatal("release hid a write error")
+	if err := c.Release(); err == nil {
+		t.Fatal("Release hid a write error")
 	}
 	rc.err = nil
 	if _, err := c.Write([]byte("y")); err == nil {
 		t.Fatal("a write after a failed one succeeded")
+	}
+}
+
+func TestNilConnHoldAndReleaseDoNothing(t *testing.T) {
+	var c *Conn
+	c.Hold()
+	if err := c.Release(); err != nil {
+		t.Fatal(err)
 	}
 }
