@@ -220,6 +220,11 @@ func (s *Session) attempt(ctx context.Context, idx int, hello sessionwire.Contro
 	hb := time.Duration(max(w.HeartbeatS, 1)) * time.Second
 	c := &conn{ws: ws, bc: dialed.Load(), node: idx, writeTimeout: 3 * hb}
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
+	// The reader's Read runs without a context (coder/websocket registers a
+	// read context's cancellation anew on every Read, a tenth of a busy
+	// client's CPU): the end of c.ctx closes the connection once, here,
+	// which ends a Read in progress as a cancelled read context would.
+	context.AfterFunc(c.ctx, func() { _ = ws.CloseNow() })
 	now := time.Now().UnixNano()
 	c.lastRecv.Store(now)
 	c.lastSent.Store(now)
@@ -319,7 +324,7 @@ func (s *Session) serve(c *conn) error {
 
 func (s *Session) readLoop(c *conn) error {
 	for {
-		typ, b, err := c.ws.Read(c.ctx)
+		typ, b, err := c.ws.Read(context.Background()) // c.ctx's end closes ws (attempt)
 		if err != nil {
 			return s.readFailure(c, err)
 		}

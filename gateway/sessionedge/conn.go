@@ -117,6 +117,11 @@ func newConn(e *Edge, ws *websocket.Conn, addr string, fc *flushConn) *conn {
 		done:     make(chan struct{}),
 	}
 	c.ctx, c.cancel = context.WithCancel(e.ctx)
+	// The reader's Read runs without a context (coder/websocket registers a
+	// read context's cancellation anew on every Read): the end of c.ctx
+	// closes the connection once, here, which ends a Read in progress as a
+	// cancelled read context would.
+	context.AfterFunc(c.ctx, func() { _ = ws.CloseNow() })
 	c.log = e.log.With("conn", c.id, "remote", addr)
 	c.lastRecv.Store(time.Now().UnixNano())
 	return c
@@ -597,7 +602,7 @@ func (c *conn) reader() {
 	maxPayload := int(l.GetMaxFrameBytes())
 	lastTouch := time.Now()
 	for {
-		typ, data, err := c.ws.Read(c.ctx)
+		typ, data, err := c.ws.Read(context.Background()) // c.ctx's end closes ws (newConn)
 		if err != nil {
 			if c.ctx.Err() == nil {
 				c.log.Debug("read ended", "err", err)
