@@ -497,12 +497,12 @@ func (tx *applyTx) append(a *Append) Result {
 
 	f := tx.f
 	first := tx.state.Position + 1
+	f.kbuf = f.keys.version(f.kbuf[:0], a.Stream, m.Version+1)
+	f.vbuf = appendVersionEntry(f.vbuf[:0], first, uint64(len(a.Events)))
+	tx.set(f.kbuf, f.vbuf)
 	for i, ev := range a.Events {
 		v := m.Version + 1 + uint64(i)
 		pos := first + uint64(i)
-		f.kbuf = f.keys.version(f.kbuf[:0], a.Stream, v)
-		f.vbuf = binary.BigEndian.AppendUint64(f.vbuf[:0], pos)
-		tx.set(f.kbuf, f.vbuf)
 		f.kbuf = f.keys.event(f.kbuf[:0], pos)
 		f.vbuf = appendRecordedValue(f.vbuf[:0], a.Stream, v, a.Epoch, tx.time, ev)
 		tx.set(f.kbuf, f.vbuf)

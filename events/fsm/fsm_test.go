@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -738,6 +739,82 @@ func TestEntryTimeExtremes(t *testing.T) {
 		evs, _ := h.f.ReadStream("s", r.Version, 1)
 		if evs[0].Time != tm {
 			t.Fatalf("time %d stored as %d", tm, evs[0].Time)
+		}
+	}
+}
+
+// One version entry covers a whole append: a stream written by appends of
+// 3, 1 and 4 events (interleaved with another stream's) has three entries,
+// and a read from any version with any max returns exactly the events from
+// that version on, in order, across entries.
+func TestReadStreamAcrossMultiEventAppends(t *testing.T) {
+	h := newHarness(t)
+	sizes := []int{3, 1, 4}
+	total := 0
+	for i, n := range sizes {
+		evs := make([]Event, n)
+		for j := range evs {
+			evs[j] = Event{Type: "e", Data: []byte{byte(total + j + 1)}}
+		}
+		h.mustOK(appendCmd("s", Any(), evs...))
+		h.mustOK(appendCmd("other", Any(), events(fmt.Sprint(i), "x")...))
+		total += n
+	}
+	if got := countNS(t, h.db, nsVersion); got != 2*len(sizes) {
+		t.Fatalf("%d version entries, want one per append (%d)", got, 2*len(sizes))
+	}
+	for from := uint64(0); from <= uint64(total)+1; from++ {
+		for limit := 1; limit <= total+1; limit++ {
+			evs, err := h.f.ReadStream("s", from, limit)
+			if err != nil {
+				t.Fatalf("from %d max %d: %v", from, limit, err)
+			}
+			first := max(from, 1)
+			want := 0
+			if first <= uint64(total) {
+				want = min(limit, total-int(first)+1)
+			}
+			if len(evs) != want {
+				t.Fatalf("from %d max %d: %d events, want %d", from, limit, len(evs), want)
+			}
+			for i, e := range evs {
+				v := first + uint64(i)
+				if e.Stream != "s" || e.Version != v || e.Data[0] != byte(v) {
+					t.Fatalf("from %d max %d: event %d is %s v%d data %v, want s v%d", from, limit, i, e.Stream, e.Version, e.Data, v)
+				}
+			}
+		}
+	}
+	if evs, err := h.f.ReadStream("s", math.MaxUint64, 10); err != nil || len(evs) != 0 {
+		t.Fatalf("from the largest version: %v %v", evs, err)
+	}
+}
+
+func TestVersionEntryCodec(t *testing.T) {
+	for _, c := range []struct{ pos, n uint64 }{{1, 1}, {7, 2}, {1 << 40, 300}, {math.MaxUint64 - 9, 10}} {
+		v := appendVersionEntry(nil, c.pos, c.n)
+		if c.n == 1 && len(v) != 8 {
+			t.Errorf("an entry of one event has %d bytes, want 8 (the per-event form)", len(v))
+		}
+		pos, n, err := decodeVersionEntry(v)
+		if err != nil || pos != c.pos || n != c.n {
+			t.Errorf("%d events at %d: decoded %d at %d, %v", c.n, c.pos, n, pos, err)
+		}
+	}
+	for _, bad := range []struct {
+		v    []byte
+		want string
+	}{
+		{[]byte{0, 0, 0, 0, 0, 0, 1}, "at least 8"},
+		{[]byte{0, 0, 0, 0, 0, 0, 0, 0}, "position 0"},
+		{[]byte{0, 0, 0, 0, 0, 0, 0, 1, 1}, "only when over 1"},
+		{[]byte{0, 0, 0, 0, 0, 0, 0, 1, 0x80}, "does not decode"},
+		{[]byte{0, 0, 0, 0, 0, 0, 0, 1, 2, 0}, "after its event count"},
+		{[]byte{0, 0, 0, 0, 0, 0, 0, 1, 0x82, 0x00}, "shortest form"},
+		{appendVersionEntry(nil, math.MaxUint64, 2), "overflow"},
+	} {
+		if _, _, err := decodeVersionEntry(bad.v); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%x: %v, want an error with %q", bad.v, err, bad.want)
 		}
 	}
 }

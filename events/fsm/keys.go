@@ -10,7 +10,13 @@ package fsm
 //	P 'm' 'r'                              → restore-in-progress marker
 //	P 's' streamkey                        → stream meta {version, epoch}
 //	P 't' time(8 BE, sign-flipped) appendID(16) → empty (dedup expiry index)
-//	P 'v' streamkey version(8 BE)          → position (8 BE)
+//	P 'v' streamkey version(8 BE)          → version entry
+//
+// A version entry locates the events of one append: version is the first
+// event's version, the value its position (8 BE) followed, when the append
+// holds n > 1 events, by uvarint(n); those events have the next n versions
+// and the next n positions. (Stores written before entries covered whole
+// appends hold one 8-byte entry per event, which reads the same way.)
 //
 // streamkey = uvarint(len(stream)) + stream, so that no stream's keys are a
 // prefix of another stream's keys. Every iterator is bounded to one namespace
@@ -75,6 +81,46 @@ func (k keyspace) dedup(dst []byte, id AppendID) []byte {
 func (k keyspace) expiry(dst []byte, t int64, id AppendID) []byte {
 	dst = binary.BigEndian.AppendUint64(k.ns(dst, nsExpiry), orderedTime(t))
 	return append(dst, id[:]...)
+}
+
+// appendVersionEntry appends the value of a version entry for n >= 1
+// events from position pos.
+func appendVersionEntry(dst []byte, pos, n uint64) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, pos)
+	if n > 1 {
+		dst = binary.AppendUvarint(dst, n)
+	}
+	return dst
+}
+
+// decodeVersionEntry decodes a version entry's value into its first
+// position and number of events.
+func decodeVersionEntry(v []byte) (pos, n uint64, err error) {
+	if len(v) < 8 {
+		return 0, 0, fmt.Errorf("version entry has %d bytes, want at least 8", len(v))
+	}
+	pos, n = binary.BigEndian.Uint64(v), 1
+	if len(v) > 8 {
+		var k int
+		n, k = binary.Uvarint(v[8:])
+		switch {
+		case k <= 0:
+			return 0, 0, fmt.Errorf("version entry's event count does not decode")
+		case k != len(binary.AppendUvarint(nil, n)):
+			return 0, 0, fmt.Errorf("version entry's event count is not in its shortest form")
+		case 8+k != len(v):
+			return 0, 0, fmt.Errorf("version entry has %d bytes after its event count", len(v)-8-k)
+		case n < 2:
+			return 0, 0, fmt.Errorf("version entry's event count is %d, must be written only when over 1", n)
+		}
+	}
+	if pos == 0 {
+		return 0, 0, fmt.Errorf("version entry has position 0")
+	}
+	if pos+n-1 < pos {
+		return 0, 0, fmt.Errorf("version entry's %d events from position %d overflow", n, pos)
+	}
+	return pos, n, nil
 }
 
 // orderedTime maps int64 to uint64 preserving order, so that big-endian keys

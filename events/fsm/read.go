@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -90,10 +91,7 @@ func (f *FSM) ReadStream(stream string, fromVersion uint64, max int) ([]Recorded
 	if err != nil {
 		return nil, err
 	}
-	vit, err := f.db.NewIter(&pebble.IterOptions{
-		LowerBound: f.keys.version(nil, stream, fromVersion),
-		UpperBound: successor(prefix),
-	})
+	vit, err := f.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: successor(prefix)})
 	if err != nil {
 		return nil, fmt.Errorf("fsm: read stream %q: %w", stream, err)
 	}
@@ -111,7 +109,18 @@ func (f *FSM) ReadStream(stream string, fromVersion uint64, max int) ([]Recorded
 
 	var out []RecordedEvent
 	var key []byte
-	for ok := vit.First(); ok && len(out) < max; ok = vit.Next() {
+	// Start at the entry holding fromVersion: the last one whose first
+	// version is not after it.
+	var ok bool
+	if fromVersion == math.MaxUint64 {
+		ok = vit.Last()
+	} else {
+		ok = vit.SeekLT(f.keys.version(nil, stream, fromVersion+1))
+	}
+	if !ok {
+		ok = vit.First()
+	}
+	for ; ok && len(out) < max; ok = vit.Next() {
 		vk := vit.Key()
 		if len(vk) != len(prefix)+8 {
 			return nil, fmt.Errorf("fsm: read stream %q: corrupt version key %x", stream, vk)
@@ -121,25 +130,31 @@ func (f *FSM) ReadStream(stream string, fromVersion uint64, max int) ([]Recorded
 		if err != nil {
 			return nil, fmt.Errorf("fsm: read stream %q: %w", stream, err)
 		}
-		if len(pv) != 8 {
-			return nil, fmt.Errorf("fsm: stream %q version %d: stored position is %d bytes, want 8", stream, version, len(pv))
-		}
-		pos := binary.BigEndian.Uint64(pv)
-		key = f.keys.event(key[:0], pos)
-		if !git.SeekGE(key) || !bytes.Equal(git.Key(), key) {
-			if err := git.Error(); err != nil {
-				return nil, fmt.Errorf("fsm: read stream %q: %w", stream, err)
-			}
-			return nil, fmt.Errorf("fsm: stream %q version %d: event at position %d is missing", stream, version, pos)
-		}
-		ev, err := f.decodeAt(git, pos)
+		first, n, err := decodeVersionEntry(pv)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("fsm: stream %q version %d: %w", stream, version, err)
 		}
-		if ev.Stream != stream || ev.Version != version {
-			return nil, fmt.Errorf("fsm: stream %q version %d: position %d holds stream %q version %d", stream, version, pos, ev.Stream, ev.Version)
+		for i := uint64(0); i < n && len(out) < max; i++ {
+			v, pos := version+i, first+i
+			if v < fromVersion {
+				continue
+			}
+			key = f.keys.event(key[:0], pos)
+			if !git.SeekGE(key) || !bytes.Equal(git.Key(), key) {
+				if err := git.Error(); err != nil {
+					return nil, fmt.Errorf("fsm: read stream %q: %w", stream, err)
+				}
+				return nil, fmt.Errorf("fsm: stream %q version %d: event at position %d is missing", stream, v, pos)
+			}
+			ev, err := f.decodeAt(git, pos)
+			if err != nil {
+				return nil, err
+			}
+			if ev.Stream != stream || ev.Version != v {
+				return nil, fmt.Errorf("fsm: stream %q version %d: position %d holds stream %q version %d", stream, v, pos, ev.Stream, ev.Version)
+			}
+			out = append(out, ev)
 		}
-		out = append(out, ev)
 	}
 	if err := vit.Error(); err != nil {
 		return nil, fmt.Errorf("fsm: read stream %q: %w", stream, err)

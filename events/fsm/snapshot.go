@@ -476,11 +476,12 @@ func checkValue(rel, v []byte, lastPos uint64) error {
 			return fmt.Errorf("expiry value has %d bytes, want 0", len(v))
 		}
 	case nsVersion:
-		if len(v) != 8 {
-			return fmt.Errorf("position has %d bytes, want 8", len(v))
+		pos, n, err := decodeVersionEntry(v)
+		if err != nil {
+			return err
 		}
-		if pos := binary.BigEndian.Uint64(v); pos == 0 || pos > lastPos {
-			return fmt.Errorf("position %d is outside 1..%d", pos, lastPos)
+		if pos+n-1 > lastPos {
+			return fmt.Errorf("positions %d..%d are outside 1..%d", pos, pos+n-1, lastPos)
 		}
 	}
 	return nil
