@@ -30,7 +30,8 @@ type conn struct {
 	// dialled it (nil with a custom Config.Dialer): the writer sends a burst
 	// of messages with one write.
 	bc     *burstconn.Conn
-	node   int // index in Session.urls
+	wbuf   []byte // the writer's encoding buffer (burst)
+	node   int    // index in Session.urls
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -56,10 +57,10 @@ func (c *conn) writeCtx(ctx context.Context, typ websocket.MessageType, b []byte
 	return nil
 }
 
-// burst writes the acknowledgements and durable frames the writer took
-// with one write to the connection when it can (burstconn), all under one
-// deadline.
-func (c *conn) burst(ctrls []sessionwire.Control, frames func(yield func([]byte) error) error) error {
+// burst writes the acknowledgements and frames the writer took with one
+// write to the connection when it can (burstconn), all under one deadline.
+// Only the writer goroutine calls it (it encodes into c.wbuf).
+func (c *conn) burst(ctrls []sessionwire.Control, frames []sessionwire.Frame) error {
 	ctx, cancel := context.WithTimeout(c.ctx, c.writeTimeout)
 	defer cancel()
 	c.bc.Hold()
@@ -69,7 +70,13 @@ func (c *conn) burst(ctrls []sessionwire.Control, frames func(yield func([]byte)
 				return err
 			}
 		}
-		return frames(func(b []byte) error { return c.writeCtx(ctx, binaryMessage, b) })
+		for _, f := range frames {
+			c.wbuf, _ = sessionwire.AppendFrame(c.wbuf[:0], f)
+			if err := c.writeCtx(ctx, binaryMessage, c.wbuf); err != nil {
+				return err
+			}
+		}
+		return nil
 	}()
 	if rerr := c.bc.Release(); rerr != nil && err == nil {
 		err = fmt.Errorf("write: %w", rerr)
@@ -556,12 +563,7 @@ func (s *Session) writeLoop(c *conn) error {
 	}()
 	var probe time.Time // when an unanswered probe ping was sent (zero: none)
 	started := time.Now()
-	var buf []byte
-	type job struct {
-		cseq    uint64
-		payload []byte
-	}
-	var jobs []job
+	var frames []sessionwire.Frame
 	for {
 		now := time.Now()
 		s.mu.Lock()
@@ -572,7 +574,7 @@ func (s *Session) writeLoop(c *conn) error {
 		}
 		ctrls = append(ctrls, s.ctrl...)
 		s.ctrl = s.ctrl[:0]
-		jobs = jobs[:0]
+		frames = frames[:0]
 		if waiting := s.awaitingSince; s.cfg.ConfirmTimeout > 0 && !waiting.IsZero() {
 			// Counted on this connection only: what waited before it
 			// gets a full timeout here.
@@ -596,7 +598,7 @@ func (s *Session) writeLoop(c *conn) error {
 		if s.writeFrom < s.nextCSeq && now.Before(s.pauseUntil) {
 			wait = s.pauseUntil.Sub(now)
 		}
-		for wait == 0 && s.writeFrom < s.nextCSeq && len(jobs) < 64 {
+		for wait == 0 && s.writeFrom < s.nextCSeq && len(frames) < 64 {
 			if w := s.bucket.take(now); w > 0 {
 				wait = w
 				break
@@ -606,22 +608,14 @@ func (s *Session) writeLoop(c *conn) error {
 				s.stats.Resends++
 			}
 			f.writes++
-			jobs = append(jobs, job{f.cseq, f.payload})
+			frames = append(frames, sessionwire.Frame{Kind: sessionwire.KindDurable, CSeq: f.cseq, Payload: f.payload})
 			s.writeFrom++
 			s.lastProgress = now
 		}
 		s.mu.Unlock()
 
-		if len(ctrls) > 0 || len(jobs) > 0 {
-			if err := c.burst(ctrls, func(write func([]byte) error) error {
-				for _, j := range jobs {
-					buf, _ = sessionwire.AppendFrame(buf[:0], sessionwire.Frame{Kind: sessionwire.KindDurable, CSeq: j.cseq, Payload: j.payload})
-					if err := write(buf); err != nil {
-						return err
-					}
-				}
-				return nil
-			}); err != nil {
+		if len(ctrls) > 0 || len(frames) > 0 {
+			if err := c.burst(ctrls, frames); err != nil {
 				return err
 			}
 			continue
