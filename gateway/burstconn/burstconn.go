@@ -12,6 +12,7 @@ package burstconn
 import (
 	"net"
 	"sync"
+	"sync/atomic"
 )
 
 // MaxHeld bounds what a hold collects before it writes anyway.
@@ -31,7 +32,11 @@ type Conn struct {
 	holding bool
 	buf     []byte
 	err     error
+	writes  atomic.Uint64
 }
+
+// Writes returns how many writes reached the wrapped connection.
+func (c *Conn) Writes() uint64 { return c.writes.Load() }
 
 // New wraps c.
 func New(c net.Conn) *Conn { return &Conn{Conn: c} }
@@ -44,6 +49,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 		return 0, c.err
 	}
 	if !c.holding {
+		c.writes.Add(1)
 		n, err := c.Conn.Write(p)
 		if err != nil {
 			c.err = err
@@ -84,6 +90,7 @@ func (c *Conn) flushLocked() error {
 	if len(c.buf) == 0 || c.err != nil {
 		return c.err
 	}
+	c.writes.Add(1)
 	_, err := c.Conn.Write(c.buf)
 	c.buf = c.buf[:0]
 	if err != nil {

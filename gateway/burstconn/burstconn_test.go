@@ -42,6 +42,9 @@ func TestHeldBurstIsOneWrite(t *testing.T) {
 	if len(rc.writes) != 2 || !bytes.Equal(rc.writes[1], []byte("bc")) {
 		t.Fatalf("writes %q, want [a bc]", rc.writes)
 	}
+	if c.Writes() != 2 {
+		t.Fatalf("Writes() = %d, want 2", c.Writes())
+	}
 	if err := c.Release(); err != nil || len(rc.writes) != 2 {
 		t.Fatalf("an empty release wrote: %q %v", rc.writes, err)
 	}
