@@ -24,15 +24,20 @@ const forwardedKey = "x-switchboard-forwarded"
 
 var errForwardTransport = errors.New("events: forwarding failed")
 
-// forwarder sends commands to the leader's Log API. Like the leader's
-// group commit, it packs the commands of concurrent callers into one Forward
-// call (per leader address), with a few calls in flight, so that the
-// per-request cost of gRPC on both nodes is paid once per batch.
+// forwarder sends commands to the leader's Log API over one Submit stream
+// per leader address: what concurrent callers queue while a message is being
+// sent goes out together, and each caller gets its result as soon as the
+// leader has it, so the per-request cost of gRPC on both nodes is paid once
+// per batch and no command waits for another's. A leader that does not serve
+// Submit (an older build, during a rolling upgrade) gets unary Forward calls
+// instead, packed the same way, a few in flight.
 type forwarder struct {
-	n      *Node
-	mu     sync.Mutex
-	conns  map[string]*grpc.ClientConn
-	queues map[string]chan *proposal
+	n       *Node
+	mu      sync.Mutex
+	conns   map[string]*grpc.ClientConn
+	streams map[string]*SubmitClient
+	unary   map[string]bool           // leaders answering Submit with UNIMPLEMENTED
+	queues  map[string]chan *proposal // unary Forward senders
 }
 
 // Forwarding batch bounds and pipelining depth.
@@ -43,7 +48,61 @@ const (
 )
 
 func newForwarder(n *Node) *forwarder {
-	return &forwarder{n: n, conns: map[string]*grpc.ClientConn{}, queues: map[string]chan *proposal{}}
+	return &forwarder{n: n, conns: map[string]*grpc.ClientConn{}, streams: map[string]*SubmitClient{},
+		unary: map[string]bool{}, queues: map[string]chan *proposal{}}
+}
+
+// stream returns the working Submit stream to addr, opening one if needed,
+// or nil when addr only serves unary Forward calls.
+func (f *forwarder) stream(addr string) (*SubmitClient, error) {
+	f.mu.Lock()
+	sc, unary := f.streams[addr], f.unary[addr]
+	f.mu.Unlock()
+	if unary {
+		return nil, nil
+	}
+	if sc != nil && sc.Err() == nil {
+		return sc, nil
+	}
+	c, err := f.client(addr)
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if sc := f.streams[addr]; sc != nil && sc.Err() == nil {
+		return sc, nil
+	}
+	ctx := metadata.AppendToOutgoingContext(context.Background(), forwardedKey, f.n.cfg.NodeID)
+	sc, err = openSubmit(ctx, c,
+		func(msg string) error { return fmt.Errorf("%w: %s: %s", errForwardTransport, addr, msg) },
+		func(err error) error {
+			if status.Code(err) == codes.Unimplemented {
+				f.mu.Lock()
+				f.unary[addr] = true
+				f.mu.Unlock()
+			}
+			// Every command carries an id: whatever broke the stream, the
+			// caller retries (at the same or a new leader).
+			return fmt.Errorf("%w: submit stream to %s: %w", errForwardTransport, addr, err)
+		})
+	if err != nil {
+		return nil, err
+	}
+	f.streams[addr] = sc
+	return sc, nil
+}
+
+// dropStream ends the stream to addr (leadership moved away from it): its
+// commands in flight fail and their callers retry at the new leader.
+func (f *forwarder) dropStream(addr string) {
+	f.mu.Lock()
+	sc := f.streams[addr]
+	delete(f.streams, addr)
+	f.mu.Unlock()
+	if sc != nil {
+		sc.Close()
+	}
 }
 
 // queue returns the queue feeding Forward calls to addr, starting its
@@ -181,27 +240,43 @@ func (f *forwarder) client(addr string) (eventspb.LogClient, error) {
 // close closes the connections; the senders stop when the node closes.
 func (f *forwarder) close() {
 	f.mu.Lock()
-	defer f.mu.Unlock()
+	streams := f.streams
+	f.streams = map[string]*SubmitClient{}
 	for _, c := range f.conns {
 		c.Close()
 	}
 	f.conns = map[string]*grpc.ClientConn{}
+	f.mu.Unlock()
+	for _, sc := range streams {
+		sc.Close()
+	}
 }
 
 // forward gets cmd applied by the leader at addr, packed with the commands
 // of concurrent callers. The command must carry an id (retries are safe).
 func (f *forwarder) forward(ctx context.Context, addr string, cmd fsm.Command) (fsm.Result, error) {
-	q, err := f.queue(addr)
+	p := &proposal{cmd: cmd, size: commandSize(cmd), out: make(chan proposalResult, 1)}
+	sc, err := f.stream(addr)
 	if err != nil {
 		return fsm.Result{}, err
 	}
-	p := &proposal{cmd: cmd, size: commandSize(cmd), out: make(chan proposalResult, 1)}
-	select {
-	case q <- p:
-	case <-ctx.Done():
-		return fsm.Result{}, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
-	case <-f.n.closed:
-		return fsm.Result{}, fmt.Errorf("%w: %w", ErrUnavailable, errClosed)
+	if sc != nil {
+		if err := sc.enqueue(ctx, p); err != nil {
+			return fsm.Result{}, err
+		}
+		f.n.metrics.forwarded.Inc()
+	} else {
+		q, err := f.queue(addr)
+		if err != nil {
+			return fsm.Result{}, err
+		}
+		select {
+		case q <- p:
+		case <-ctx.Done():
+			return fsm.Result{}, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+		case <-f.n.closed:
+			return fsm.Result{}, fmt.Errorf("%w: %w", ErrUnavailable, errClosed)
+		}
 	}
 	for {
 		moved := f.n.leaderWait()
@@ -213,6 +288,7 @@ func (f *forwarder) forward(ctx context.Context, addr string, cmd fsm.Command) (
 			// commits; waiting here stalled a session grain for the whole
 			// apply timeout (5 s) after the leader had moved.
 			f.n.metrics.forwardsAbandoned.Inc()
+			f.dropStream(addr)
 			return fsm.Result{}, fmt.Errorf("%w: forwarded to %s: %w; retrying at the new leader", errForwardTransport, addr, errLeaderMoved)
 		}
 		select {

@@ -1011,6 +1011,199 @@ func (x *ForwardResponse) GetResults() []*AppendResponse {
 	return nil
 }
 
+type TaggedCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tag           uint64                 `protobuf:"varint,1,opt,name=tag,proto3" json:"tag,omitempty"`
+	Command       *Command               `protobuf:"bytes,2,opt,name=command,proto3" json:"command,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaggedCommand) Reset() {
+	*x = TaggedCommand{}
+	mi := &file_log_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaggedCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaggedCommand) ProtoMessage() {}
+
+func (x *TaggedCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_log_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaggedCommand.ProtoReflect.Descriptor instead.
+func (*TaggedCommand) Descriptor() ([]byte, []int) {
+	return file_log_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *TaggedCommand) GetTag() uint64 {
+	if x != nil {
+		return x.Tag
+	}
+	return 0
+}
+
+func (x *TaggedCommand) GetCommand() *Command {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+type SubmitRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Commands      []*TaggedCommand       `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubmitRequest) Reset() {
+	*x = SubmitRequest{}
+	mi := &file_log_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitRequest) ProtoMessage() {}
+
+func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_log_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitRequest.ProtoReflect.Descriptor instead.
+func (*SubmitRequest) Descriptor() ([]byte, []int) {
+	return file_log_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SubmitRequest) GetCommands() []*TaggedCommand {
+	if x != nil {
+		return x.Commands
+	}
+	return nil
+}
+
+type TaggedResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Tag   uint64                 `protobuf:"varint,1,opt,name=tag,proto3" json:"tag,omitempty"`
+	// For a claim: code, message, epoch and version.
+	Result        *AppendResponse `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaggedResult) Reset() {
+	*x = TaggedResult{}
+	mi := &file_log_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaggedResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaggedResult) ProtoMessage() {}
+
+func (x *TaggedResult) ProtoReflect() protoreflect.Message {
+	mi := &file_log_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaggedResult.ProtoReflect.Descriptor instead.
+func (*TaggedResult) Descriptor() ([]byte, []int) {
+	return file_log_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *TaggedResult) GetTag() uint64 {
+	if x != nil {
+		return x.Tag
+	}
+	return 0
+}
+
+func (x *TaggedResult) GetResult() *AppendResponse {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+type SubmitResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*TaggedResult        `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubmitResponse) Reset() {
+	*x = SubmitResponse{}
+	mi := &file_log_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitResponse) ProtoMessage() {}
+
+func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_log_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitResponse.ProtoReflect.Descriptor instead.
+func (*SubmitResponse) Descriptor() ([]byte, []int) {
+	return file_log_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *SubmitResponse) GetResults() []*TaggedResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 type StatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1019,7 +1212,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_log_proto_msgTypes[13]
+	mi := &file_log_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1031,7 +1224,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_log_proto_msgTypes[13]
+	mi := &file_log_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1044,7 +1237,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_log_proto_rawDescGZIP(), []int{13}
+	return file_log_proto_rawDescGZIP(), []int{17}
 }
 
 // A server of the Raft configuration.
@@ -1059,7 +1252,7 @@ type Server struct {
 
 func (x *Server) Reset() {
 	*x = Server{}
-	mi := &file_log_proto_msgTypes[14]
+	mi := &file_log_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1071,7 +1264,7 @@ func (x *Server) String() string {
 func (*Server) ProtoMessage() {}
 
 func (x *Server) ProtoReflect() protoreflect.Message {
-	mi := &file_log_proto_msgTypes[14]
+	mi := &file_log_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1084,7 +1277,7 @@ func (x *Server) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Server.ProtoReflect.Descriptor instead.
 func (*Server) Descriptor() ([]byte, []int) {
-	return file_log_proto_rawDescGZIP(), []int{14}
+	return file_log_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Server) GetId() string {
@@ -1136,7 +1329,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_log_proto_msgTypes[15]
+	mi := &file_log_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1148,7 +1341,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_log_proto_msgTypes[15]
+	mi := &file_log_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1161,7 +1354,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_log_proto_rawDescGZIP(), []int{15}
+	return file_log_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *StatusResponse) GetNodeId() string {
@@ -1264,7 +1457,7 @@ type RemoveServerRequest struct {
 
 func (x *RemoveServerRequest) Reset() {
 	*x = RemoveServerRequest{}
-	mi := &file_log_proto_msgTypes[16]
+	mi := &file_log_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1276,7 +1469,7 @@ func (x *RemoveServerRequest) String() string {
 func (*RemoveServerRequest) ProtoMessage() {}
 
 func (x *RemoveServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_log_proto_msgTypes[16]
+	mi := &file_log_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1289,7 +1482,7 @@ func (x *RemoveServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServerRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServerRequest) Descriptor() ([]byte, []int) {
-	return file_log_proto_rawDescGZIP(), []int{16}
+	return file_log_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RemoveServerRequest) GetId() string {
@@ -1307,7 +1500,7 @@ type RemoveServerResponse struct {
 
 func (x *RemoveServerResponse) Reset() {
 	*x = RemoveServerResponse{}
-	mi := &file_log_proto_msgTypes[17]
+	mi := &file_log_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1319,7 +1512,7 @@ func (x *RemoveServerResponse) String() string {
 func (*RemoveServerResponse) ProtoMessage() {}
 
 func (x *RemoveServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_log_proto_msgTypes[17]
+	mi := &file_log_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1332,7 +1525,7 @@ func (x *RemoveServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServerResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServerResponse) Descriptor() ([]byte, []int) {
-	return file_log_proto_rawDescGZIP(), []int{17}
+	return file_log_proto_rawDescGZIP(), []int{21}
 }
 
 var File_log_proto protoreflect.FileDescriptor
@@ -1395,7 +1588,17 @@ const file_log_proto_rawDesc = "" +
 	"\x0eForwardRequest\x12:\n" +
 	"\bcommands\x18\x01 \x03(\v2\x1e.switchboard.events.v1.CommandR\bcommands\"R\n" +
 	"\x0fForwardResponse\x12?\n" +
-	"\aresults\x18\x01 \x03(\v2%.switchboard.events.v1.AppendResponseR\aresults\"\x0f\n" +
+	"\aresults\x18\x01 \x03(\v2%.switchboard.events.v1.AppendResponseR\aresults\"[\n" +
+	"\rTaggedCommand\x12\x10\n" +
+	"\x03tag\x18\x01 \x01(\x04R\x03tag\x128\n" +
+	"\acommand\x18\x02 \x01(\v2\x1e.switchboard.events.v1.CommandR\acommand\"Q\n" +
+	"\rSubmitRequest\x12@\n" +
+	"\bcommands\x18\x01 \x03(\v2$.switchboard.events.v1.TaggedCommandR\bcommands\"_\n" +
+	"\fTaggedResult\x12\x10\n" +
+	"\x03tag\x18\x01 \x01(\x04R\x03tag\x12=\n" +
+	"\x06result\x18\x02 \x01(\v2%.switchboard.events.v1.AppendResponseR\x06result\"O\n" +
+	"\x0eSubmitResponse\x12=\n" +
+	"\aresults\x18\x01 \x03(\v2#.switchboard.events.v1.TaggedResultR\aresults\"\x0f\n" +
 	"\rStatusRequest\"o\n" +
 	"\x06Server\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
@@ -1437,14 +1640,15 @@ const file_log_proto_rawDesc = "" +
 	"\x14SUFFRAGE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eSUFFRAGE_VOTER\x10\x01\x12\x15\n" +
 	"\x11SUFFRAGE_NONVOTER\x10\x02\x12\x14\n" +
-	"\x10SUFFRAGE_STAGING\x10\x032\x8d\x05\n" +
+	"\x10SUFFRAGE_STAGING\x10\x032\xe8\x05\n" +
 	"\x03Log\x12U\n" +
 	"\x06Append\x12$.switchboard.events.v1.AppendRequest\x1a%.switchboard.events.v1.AppendResponse\x12R\n" +
 	"\x05Claim\x12#.switchboard.events.v1.ClaimRequest\x1a$.switchboard.events.v1.ClaimResponse\x12^\n" +
 	"\tReadIndex\x12'.switchboard.events.v1.ReadIndexRequest\x1a(.switchboard.events.v1.ReadIndexResponse\x12a\n" +
 	"\n" +
 	"ReadStream\x12(.switchboard.events.v1.ReadStreamRequest\x1a).switchboard.events.v1.ReadStreamResponse\x12X\n" +
-	"\aForward\x12%.switchboard.events.v1.ForwardRequest\x1a&.switchboard.events.v1.ForwardResponse\x12U\n" +
+	"\aForward\x12%.switchboard.events.v1.ForwardRequest\x1a&.switchboard.events.v1.ForwardResponse\x12Y\n" +
+	"\x06Submit\x12$.switchboard.events.v1.SubmitRequest\x1a%.switchboard.events.v1.SubmitResponse(\x010\x01\x12U\n" +
 	"\x06Status\x12$.switchboard.events.v1.StatusRequest\x1a%.switchboard.events.v1.StatusResponse\x12g\n" +
 	"\fRemoveServer\x12*.switchboard.events.v1.RemoveServerRequest\x1a+.switchboard.events.v1.RemoveServerResponseB7Z5github.com/switchboard-io/switchboard/events/eventspbb\x06proto3"
 
@@ -1461,7 +1665,7 @@ func file_log_proto_rawDescGZIP() []byte {
 }
 
 var file_log_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_log_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_log_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_log_proto_goTypes = []any{
 	(ExpectedKind)(0),            // 0: switchboard.events.v1.ExpectedKind
 	(Code)(0),                    // 1: switchboard.events.v1.Code
@@ -1479,11 +1683,15 @@ var file_log_proto_goTypes = []any{
 	(*Command)(nil),              // 13: switchboard.events.v1.Command
 	(*ForwardRequest)(nil),       // 14: switchboard.events.v1.ForwardRequest
 	(*ForwardResponse)(nil),      // 15: switchboard.events.v1.ForwardResponse
-	(*StatusRequest)(nil),        // 16: switchboard.events.v1.StatusRequest
-	(*Server)(nil),               // 17: switchboard.events.v1.Server
-	(*StatusResponse)(nil),       // 18: switchboard.events.v1.StatusResponse
-	(*RemoveServerRequest)(nil),  // 19: switchboard.events.v1.RemoveServerRequest
-	(*RemoveServerResponse)(nil), // 20: switchboard.events.v1.RemoveServerResponse
+	(*TaggedCommand)(nil),        // 16: switchboard.events.v1.TaggedCommand
+	(*SubmitRequest)(nil),        // 17: switchboard.events.v1.SubmitRequest
+	(*TaggedResult)(nil),         // 18: switchboard.events.v1.TaggedResult
+	(*SubmitResponse)(nil),       // 19: switchboard.events.v1.SubmitResponse
+	(*StatusRequest)(nil),        // 20: switchboard.events.v1.StatusRequest
+	(*Server)(nil),               // 21: switchboard.events.v1.Server
+	(*StatusResponse)(nil),       // 22: switchboard.events.v1.StatusResponse
+	(*RemoveServerRequest)(nil),  // 23: switchboard.events.v1.RemoveServerRequest
+	(*RemoveServerResponse)(nil), // 24: switchboard.events.v1.RemoveServerResponse
 }
 var file_log_proto_depIdxs = []int32{
 	0,  // 0: switchboard.events.v1.AppendRequest.expected_kind:type_name -> switchboard.events.v1.ExpectedKind
@@ -1495,27 +1703,33 @@ var file_log_proto_depIdxs = []int32{
 	6,  // 6: switchboard.events.v1.Command.claim:type_name -> switchboard.events.v1.ClaimRequest
 	13, // 7: switchboard.events.v1.ForwardRequest.commands:type_name -> switchboard.events.v1.Command
 	5,  // 8: switchboard.events.v1.ForwardResponse.results:type_name -> switchboard.events.v1.AppendResponse
-	2,  // 9: switchboard.events.v1.Server.suffrage:type_name -> switchboard.events.v1.Suffrage
-	17, // 10: switchboard.events.v1.StatusResponse.servers:type_name -> switchboard.events.v1.Server
-	4,  // 11: switchboard.events.v1.Log.Append:input_type -> switchboard.events.v1.AppendRequest
-	6,  // 12: switchboard.events.v1.Log.Claim:input_type -> switchboard.events.v1.ClaimRequest
-	8,  // 13: switchboard.events.v1.Log.ReadIndex:input_type -> switchboard.events.v1.ReadIndexRequest
-	10, // 14: switchboard.events.v1.Log.ReadStream:input_type -> switchboard.events.v1.ReadStreamRequest
-	14, // 15: switchboard.events.v1.Log.Forward:input_type -> switchboard.events.v1.ForwardRequest
-	16, // 16: switchboard.events.v1.Log.Status:input_type -> switchboard.events.v1.StatusRequest
-	19, // 17: switchboard.events.v1.Log.RemoveServer:input_type -> switchboard.events.v1.RemoveServerRequest
-	5,  // 18: switchboard.events.v1.Log.Append:output_type -> switchboard.events.v1.AppendResponse
-	7,  // 19: switchboard.events.v1.Log.Claim:output_type -> switchboard.events.v1.ClaimResponse
-	9,  // 20: switchboard.events.v1.Log.ReadIndex:output_type -> switchboard.events.v1.ReadIndexResponse
-	12, // 21: switchboard.events.v1.Log.ReadStream:output_type -> switchboard.events.v1.ReadStreamResponse
-	15, // 22: switchboard.events.v1.Log.Forward:output_type -> switchboard.events.v1.ForwardResponse
-	18, // 23: switchboard.events.v1.Log.Status:output_type -> switchboard.events.v1.StatusResponse
-	20, // 24: switchboard.events.v1.Log.RemoveServer:output_type -> switchboard.events.v1.RemoveServerResponse
-	18, // [18:25] is the sub-list for method output_type
-	11, // [11:18] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	13, // 9: switchboard.events.v1.TaggedCommand.command:type_name -> switchboard.events.v1.Command
+	16, // 10: switchboard.events.v1.SubmitRequest.commands:type_name -> switchboard.events.v1.TaggedCommand
+	5,  // 11: switchboard.events.v1.TaggedResult.result:type_name -> switchboard.events.v1.AppendResponse
+	18, // 12: switchboard.events.v1.SubmitResponse.results:type_name -> switchboard.events.v1.TaggedResult
+	2,  // 13: switchboard.events.v1.Server.suffrage:type_name -> switchboard.events.v1.Suffrage
+	21, // 14: switchboard.events.v1.StatusResponse.servers:type_name -> switchboard.events.v1.Server
+	4,  // 15: switchboard.events.v1.Log.Append:input_type -> switchboard.events.v1.AppendRequest
+	6,  // 16: switchboard.events.v1.Log.Claim:input_type -> switchboard.events.v1.ClaimRequest
+	8,  // 17: switchboard.events.v1.Log.ReadIndex:input_type -> switchboard.events.v1.ReadIndexRequest
+	10, // 18: switchboard.events.v1.Log.ReadStream:input_type -> switchboard.events.v1.ReadStreamRequest
+	14, // 19: switchboard.events.v1.Log.Forward:input_type -> switchboard.events.v1.ForwardRequest
+	17, // 20: switchboard.events.v1.Log.Submit:input_type -> switchboard.events.v1.SubmitRequest
+	20, // 21: switchboard.events.v1.Log.Status:input_type -> switchboard.events.v1.StatusRequest
+	23, // 22: switchboard.events.v1.Log.RemoveServer:input_type -> switchboard.events.v1.RemoveServerRequest
+	5,  // 23: switchboard.events.v1.Log.Append:output_type -> switchboard.events.v1.AppendResponse
+	7,  // 24: switchboard.events.v1.Log.Claim:output_type -> switchboard.events.v1.ClaimResponse
+	9,  // 25: switchboard.events.v1.Log.ReadIndex:output_type -> switchboard.events.v1.ReadIndexResponse
+	12, // 26: switchboard.events.v1.Log.ReadStream:output_type -> switchboard.events.v1.ReadStreamResponse
+	15, // 27: switchboard.events.v1.Log.Forward:output_type -> switchboard.events.v1.ForwardResponse
+	19, // 28: switchboard.events.v1.Log.Submit:output_type -> switchboard.events.v1.SubmitResponse
+	22, // 29: switchboard.events.v1.Log.Status:output_type -> switchboard.events.v1.StatusResponse
+	24, // 30: switchboard.events.v1.Log.RemoveServer:output_type -> switchboard.events.v1.RemoveServerResponse
+	23, // [23:31] is the sub-list for method output_type
+	15, // [15:23] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_log_proto_init() }
@@ -1533,7 +1747,7 @@ func file_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_log_proto_rawDesc), len(file_log_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   18,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,6 +28,7 @@ const (
 	Log_ReadIndex_FullMethodName    = "/switchboard.events.v1.Log/ReadIndex"
 	Log_ReadStream_FullMethodName   = "/switchboard.events.v1.Log/ReadStream"
 	Log_Forward_FullMethodName      = "/switchboard.events.v1.Log/Forward"
+	Log_Submit_FullMethodName       = "/switchboard.events.v1.Log/Submit"
 	Log_Status_FullMethodName       = "/switchboard.events.v1.Log/Status"
 	Log_RemoveServer_FullMethodName = "/switchboard.events.v1.Log/RemoveServer"
 )
@@ -57,6 +58,25 @@ type LogClient interface {
 	// the receiver never forwards again. Every command carries an id, so the
 	// sender may retry any of them after a transport error.
 	Forward(ctx context.Context, in *ForwardRequest, opts ...grpc.CallOption) (*ForwardResponse, error)
+	// Submit carries many commands (appends and claims) over one stream, for
+	// clients with many writes in flight and for nodes forwarding to the
+	// leader. Each request message holds one or more commands, each under a
+	// tag the sender chooses (unique among its commands in flight on the
+	// stream); each response message holds the results of one or more
+	// commands, each under its command's tag, in the order they complete (not
+	// the order sent). Every command gets exactly one result, with the same
+	// meaning as Append's or Claim's answer; CODE_UNAVAILABLE means its outcome
+	// is unknown (no leader before the node's apply timeout, or leadership
+	// lost): retry it, on this or another stream, with the same id. A command
+	// without an id gets one from the node (its retries are then not
+	// recognised). With 4,096 commands in flight the node stops reading the
+	// stream until results have gone out: keep reading while sending. A
+	// half-closed stream is answered in full, then ends OK. A tag sent again
+	// while in flight ends the stream with INVALID_ARGUMENT; commands in flight
+	// when a stream ends without OK have unknown outcomes. Opened by a node
+	// with the forwarding header, the stream is answered by the leader only
+	// (anyone else: UNAVAILABLE) and never forwarded again. See docs/api.md.
+	Submit(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SubmitRequest, SubmitResponse], error)
 	// Status reports the answering node's own view of Raft and of its event
 	// store. It is answered locally, never forwarded; the leader uses it to
 	// decide whether a non-voter has caught up.
@@ -129,6 +149,19 @@ func (c *logClient) Forward(ctx context.Context, in *ForwardRequest, opts ...grp
 	return out, nil
 }
 
+func (c *logClient) Submit(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SubmitRequest, SubmitResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Log_ServiceDesc.Streams[0], Log_Submit_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SubmitRequest, SubmitResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Log_SubmitClient = grpc.BidiStreamingClient[SubmitRequest, SubmitResponse]
+
 func (c *logClient) Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(StatusResponse)
@@ -174,6 +207,25 @@ type LogServer interface {
 	// the receiver never forwards again. Every command carries an id, so the
 	// sender may retry any of them after a transport error.
 	Forward(context.Context, *ForwardRequest) (*ForwardResponse, error)
+	// Submit carries many commands (appends and claims) over one stream, for
+	// clients with many writes in flight and for nodes forwarding to the
+	// leader. Each request message holds one or more commands, each under a
+	// tag the sender chooses (unique among its commands in flight on the
+	// stream); each response message holds the results of one or more
+	// commands, each under its command's tag, in the order they complete (not
+	// the order sent). Every command gets exactly one result, with the same
+	// meaning as Append's or Claim's answer; CODE_UNAVAILABLE means its outcome
+	// is unknown (no leader before the node's apply timeout, or leadership
+	// lost): retry it, on this or another stream, with the same id. A command
+	// without an id gets one from the node (its retries are then not
+	// recognised). With 4,096 commands in flight the node stops reading the
+	// stream until results have gone out: keep reading while sending. A
+	// half-closed stream is answered in full, then ends OK. A tag sent again
+	// while in flight ends the stream with INVALID_ARGUMENT; commands in flight
+	// when a stream ends without OK have unknown outcomes. Opened by a node
+	// with the forwarding header, the stream is answered by the leader only
+	// (anyone else: UNAVAILABLE) and never forwarded again. See docs/api.md.
+	Submit(grpc.BidiStreamingServer[SubmitRequest, SubmitResponse]) error
 	// Status reports the answering node's own view of Raft and of its event
 	// store. It is answered locally, never forwarded; the leader uses it to
 	// decide whether a non-voter has caught up.
@@ -210,6 +262,9 @@ func (UnimplementedLogServer) ReadStream(context.Context, *ReadStreamRequest) (*
 }
 func (UnimplementedLogServer) Forward(context.Context, *ForwardRequest) (*ForwardResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Forward not implemented")
+}
+func (UnimplementedLogServer) Submit(grpc.BidiStreamingServer[SubmitRequest, SubmitResponse]) error {
+	return status.Error(codes.Unimplemented, "method Submit not implemented")
 }
 func (UnimplementedLogServer) Status(context.Context, *StatusRequest) (*StatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Status not implemented")
@@ -328,6 +383,13 @@ func _Log_Forward_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Log_Submit_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(LogServer).Submit(&grpc.GenericServerStream[SubmitRequest, SubmitResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Log_SubmitServer = grpc.BidiStreamingServer[SubmitRequest, SubmitResponse]
+
 func _Log_Status_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(StatusRequest)
 	if err := dec(in); err != nil {
@@ -400,6 +462,13 @@ var Log_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Log_RemoveServer_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Submit",
+			Handler:       _Log_Submit_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "log.proto",
 }
