@@ -22,6 +22,12 @@ const (
 	TargetLeader = "leader"
 )
 
+// Log APIs the load can use.
+const (
+	APIStream = "stream" // Log/Submit: one stream per connection, appends pipelined on it
+	APIUnary  = "unary"  // Log/Append: one call per append
+)
+
 // logConfig is the parsed command line of RunLog.
 type logConfig struct {
 	clients        []int
@@ -33,6 +39,7 @@ type logConfig struct {
 	keep           string
 	streams        int
 	target         string
+	api            string
 	requestTimeout time.Duration
 	etcdBinary     string
 	etcdTLS        bool
@@ -92,6 +99,7 @@ func newLogFlagSet(cfg *logConfig) *flag.FlagSet {
 	fs.StringVar(&cfg.keep, "keep", "", "keep data and node logs in this directory (default: a temporary directory, removed after a successful run)")
 	fs.IntVar(&cfg.streams, "streams", 0, "distinct streams written (0: one per client)")
 	fs.StringVar(&cfg.target, "target", TargetAll, "nodes the clients connect to: all (spread over every node; 2/3 of requests take the forwarding hop) or leader")
+	fs.StringVar(&cfg.api, "api", APIStream, "how the log's load appends: stream (Log/Submit, one stream per connection shared by its clients, each with one append in flight) or unary (one Log/Append call per append)")
 	fs.DurationVar(&cfg.requestTimeout, "request-timeout", 10*time.Second, "deadline of each append or put")
 	fs.StringVar(&cfg.etcdBinary, "etcd-binary", "etcd", "etcd server binary (with --peer etcd; installed with apt-get install etcd-server when absent)")
 	fs.BoolVar(&cfg.etcdTLS, "etcd-tls", true, "run etcd with mutual TLS on its client and peer URLs, as the nodes run (false: plain HTTP, etcd's default)")
@@ -148,6 +156,11 @@ func parseLogFlags(args []string) (logConfig, error) {
 	case TargetAll, TargetLeader:
 	default:
 		bad("--target: must be %q or %q, got %q", TargetAll, TargetLeader, cfg.target)
+	}
+	switch cfg.api {
+	case APIStream, APIUnary:
+	default:
+		bad("--api: must be %q or %q, got %q", APIStream, APIUnary, cfg.api)
 	}
 	if cfg.streams < 0 {
 		bad("--streams: must be 0 (one per client) or positive, got %d", cfg.streams)

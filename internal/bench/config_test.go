@@ -16,7 +16,7 @@ func TestParseLogFlagsDefaults(t *testing.T) {
 	}
 	if !slices.Equal(cfg.clients, []int{64}) || cfg.duration != 10*time.Second || cfg.warmup != 2*time.Second ||
 		cfg.eventSize != 256 || cfg.peer != PeerNone || cfg.target != TargetAll || cfg.streams != 0 ||
-		cfg.keep != "" || cfg.nodes != 3 {
+		cfg.keep != "" || cfg.nodes != 3 || cfg.api != APIStream {
 		t.Fatalf("unexpected defaults: %+v", cfg)
 	}
 	if cfg.binary == "" {
@@ -28,13 +28,14 @@ func TestParseLogFlagsValues(t *testing.T) {
 	cfg, err := parseLogFlags([]string{
 		"--clients", "1, 16,64,256", "--duration", "3s", "--warmup", "0s", "--event-size", "100",
 		"--binary", "/bin/true", "--peer", "etcd", "--keep", "/tmp/x", "--streams", "4", "--target", "leader",
+		"--api", "unary",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(cfg.clients, []int{1, 16, 64, 256}) || cfg.duration != 3*time.Second || cfg.warmup != 0 ||
 		cfg.eventSize != 100 || cfg.binary != "/bin/true" || cfg.peer != PeerEtcd || cfg.keep != "/tmp/x" ||
-		cfg.streams != 4 || cfg.target != TargetLeader {
+		cfg.streams != 4 || cfg.target != TargetLeader || cfg.api != APIUnary {
 		t.Fatalf("unexpected config: %+v", cfg)
 	}
 	// Single-dash flags work too (package flag).
@@ -62,6 +63,7 @@ func TestParseLogFlagsErrorsNameTheFlag(t *testing.T) {
 		{[]string{"--event-size", "big"}, []string{"-event-size"}},
 		{[]string{"--peer", "consul"}, []string{"--peer", `"consul"`, `"etcd"`}},
 		{[]string{"--target", "followers"}, []string{"--target", `"followers"`}},
+		{[]string{"--api", "rest"}, []string{"--api", `"rest"`, `"stream"`, `"unary"`}},
 		{[]string{"--streams", "-1"}, []string{"--streams"}},
 		{[]string{"--request-timeout", "0s"}, []string{"--request-timeout"}},
 		{[]string{"--nodes", "0"}, []string{"--nodes"}},

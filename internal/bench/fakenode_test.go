@@ -2,8 +2,10 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -58,6 +60,35 @@ func (f *fakeLog) Append(ctx context.Context, req *eventspb.AppendRequest) (*eve
 	}
 	time.Sleep(200 * time.Microsecond)
 	return &eventspb.AppendResponse{Code: eventspb.Code_CODE_OK, Version: 1}, nil
+}
+
+// Submit answers each append of the stream as Append does (one message per
+// request message: the fake needs no concurrency).
+func (f *fakeLog) Submit(st eventspb.Log_SubmitServer) error {
+	for {
+		req, err := st.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		resp := &eventspb.SubmitResponse{}
+		for _, tc := range req.GetCommands() {
+			a := tc.GetCommand().GetAppend()
+			if a == nil {
+				return status.Error(codes.InvalidArgument, "fake node: only appends")
+			}
+			r, err := f.Append(st.Context(), a)
+			if err != nil {
+				return err
+			}
+			resp.Results = append(resp.Results, &eventspb.TaggedResult{Tag: tc.GetTag(), Result: r})
+		}
+		if err := st.Send(resp); err != nil {
+			return err
+		}
+	}
 }
 
 func (f *fakeLog) ReadIndex(ctx context.Context, _ *eventspb.ReadIndexRequest) (*eventspb.ReadIndexResponse, error) {

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
 
+	"github.com/switchboard-io/switchboard/events"
 	"github.com/switchboard-io/switchboard/events/eventspb"
 )
 
@@ -61,7 +63,7 @@ func runLog(ctx context.Context, args []string, stdout, stderr io.Writer) (err e
 		}
 	}
 	log.Info("bench-log", "clients", (*clientList)(&cfg.clients).String(), "duration", cfg.duration, "warmup", cfg.warmup,
-		"event_size", cfg.eventSize, "target", cfg.target, "streams", streamsText(cfg.streams), "peer", cfg.peer,
+		"event_size", cfg.eventSize, "target", cfg.target, "api", cfg.api, "streams", streamsText(cfg.streams), "peer", cfg.peer,
 		"nodes", cfg.nodes, "binary", cfg.binary, "dir", dir, "cpus", runtime.NumCPU())
 
 	runID := fmt.Sprintf("%x", time.Now().UnixNano()&0xffffffff)
@@ -212,17 +214,37 @@ func runLogLoad(ctx context.Context, cfg logConfig, c int, targets []string, dia
 			}
 		}
 	}
+	var subs [][]*events.SubmitClient
+	if cfg.api == APIStream {
+		subs = make([][]*events.SubmitClient, len(conns))
+		defer func() {
+			for _, ss := range subs {
+				for _, sc := range ss {
+					sc.Close()
+				}
+			}
+		}()
+		for t, cs := range conns {
+			for _, cc := range cs {
+				sc, err := events.NewSubmitClient(ctx, cc)
+				if err != nil {
+					return Result{}, fmt.Errorf("log: open submit stream to %s: %w", targets[t], err)
+				}
+				subs[t] = append(subs[t], sc)
+			}
+		}
+	}
 	streams := cfg.streams
 	if streams == 0 {
 		streams = c
 	}
 	log.Info("running log load", "clients", c, "targets", len(targets), "conns", countConns(conns), "streams", streams,
-		"warmup", cfg.warmup, "duration", cfg.duration)
+		"api", cfg.api, "warmup", cfg.warmup, "duration", cfg.duration)
 	spec := loadSpec{system: "log", clients: c, warmup: cfg.warmup, duration: cfg.duration, timeout: cfg.requestTimeout, log: log}
 	return runLoad(ctx, spec, func(i int) op {
 		t := i % len(targets)
-		cc := conns[t][(i/len(targets))/clientsPerConn]
-		client := eventspb.NewLogClient(cc)
+		k := (i / len(targets)) / clientsPerConn
+		client := eventspb.NewLogClient(conns[t][k])
 		rng := newRand()
 		data := make([]byte, cfg.eventSize)
 		id := make([]byte, 16)
@@ -238,6 +260,19 @@ func runLogLoad(ctx context.Context, cfg logConfig, c int, targets []string, dia
 			binary.BigEndian.PutUint64(id[:8], uint64(time.Now().UnixNano()))
 			_, _ = rng.Read(id[8:])
 			_, _ = rng.Read(data)
+			if subs != nil {
+				// The stream's client holds on to the append until its
+				// message is sent: a fresh copy each time.
+				a, err := events.AppendFromProto(req)
+				if err != nil {
+					return fmt.Errorf("append: %w", err)
+				}
+				a.Events[0].Data = bytes.Clone(data)
+				if _, err := subs[t][k].Append(ctx, a); err != nil {
+					return fmt.Errorf("append via %s: %w", targets[t], err)
+				}
+				return nil
+			}
 			resp, err := client.Append(ctx, req)
 			if err != nil {
 				return fmt.Errorf("append via %s: %w", targets[t], err)

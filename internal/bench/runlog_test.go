@@ -146,19 +146,25 @@ func TestRunLogWithFakeNodes(t *testing.T) {
 
 func TestRunLogCountsErrors(t *testing.T) {
 	t.Setenv(fakeNodeEnv, "1")
-	var out, errb bytes.Buffer
-	// The fake node rejects appends of 13-byte events to stream s0.
-	err := runLog(t.Context(), []string{"--binary", testExe(t), "--clients", "4", "--streams", "2", "--event-size", "13",
-		"--duration", "500ms", "--warmup", "50ms"}, &out, &errb)
-	if err != nil {
-		t.Fatalf("runLog: %v\n%s", err, errb.String())
-	}
-	m := logLineRE.FindStringSubmatch(strings.TrimSpace(out.String()))
-	if m == nil || m[2] == "0" {
-		t.Fatalf("want errors counted: %q", out.String())
-	}
-	if !strings.Contains(errb.String(), "fake conflict") {
-		t.Errorf("error kind not reported on stderr:\n%s", errb.String())
+	// The fake node rejects appends of 13-byte events to stream s0 with a
+	// conflict: the unary API reports the node's message, the
+	// stream client a typed conflict error.
+	for api, want := range map[string]string{APIUnary: "fake conflict", APIStream: "expected any version, current version"} {
+		t.Run(api, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			err := runLog(t.Context(), []string{"--binary", testExe(t), "--clients", "4", "--streams", "2", "--event-size", "13",
+				"--duration", "500ms", "--warmup", "50ms", "--api", api}, &out, &errb)
+			if err != nil {
+				t.Fatalf("runLog: %v\n%s", err, errb.String())
+			}
+			m := logLineRE.FindStringSubmatch(strings.TrimSpace(out.String()))
+			if m == nil || m[2] == "0" {
+				t.Fatalf("want errors counted: %q", out.String())
+			}
+			if !strings.Contains(errb.String(), want) {
+				t.Errorf("error kind (%q) not reported on stderr:\n%s", want, errb.String())
+			}
+		})
 	}
 }
 
