@@ -36,7 +36,7 @@ type forwarder struct {
 	mu      sync.Mutex
 	conns   map[string]*grpc.ClientConn
 	streams map[string]*SubmitClient
-	unary   map[string]bool           // leaders answering Submit with UNIMPLEMENTED
+	unary   map[string]time.Time      // when a leader answered Submit with UNIMPLEMENTED
 	queues  map[string]chan *proposal // unary Forward senders
 }
 
@@ -49,16 +49,21 @@ const (
 
 func newForwarder(n *Node) *forwarder {
 	return &forwarder{n: n, conns: map[string]*grpc.ClientConn{}, streams: map[string]*SubmitClient{},
-		unary: map[string]bool{}, queues: map[string]chan *proposal{}}
+		unary: map[string]time.Time{}, queues: map[string]chan *proposal{}}
 }
 
+// unaryFor is how long a leader that answered Submit with UNIMPLEMENTED gets
+// unary Forward calls before a stream is tried again (it may have been
+// upgraded in place).
+const unaryFor = time.Minute
+
 // stream returns the working Submit stream to addr, opening one if needed,
-// or nil when addr only serves unary Forward calls.
+// or nil while addr gets unary Forward calls.
 func (f *forwarder) stream(addr string) (*SubmitClient, error) {
 	f.mu.Lock()
-	sc, unary := f.streams[addr], f.unary[addr]
+	sc, since := f.streams[addr], f.unary[addr]
 	f.mu.Unlock()
-	if unary {
+	if !since.IsZero() && time.Since(since) < unaryFor {
 		return nil, nil
 	}
 	if sc != nil && sc.Err() == nil {
@@ -79,7 +84,7 @@ func (f *forwarder) stream(addr string) (*SubmitClient, error) {
 		func(err error) error {
 			if status.Code(err) == codes.Unimplemented {
 				f.mu.Lock()
-				f.unary[addr] = true
+				f.unary[addr] = time.Now()
 				f.mu.Unlock()
 			}
 			// Every command carries an id: whatever broke the stream, the
