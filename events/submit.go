@@ -32,8 +32,9 @@ const (
 	SubmitMaxInFlight = 4096
 	// submitMaxBatch bounds the commands or results packed into one message.
 	submitMaxBatch = 512
-	// submitMaxBytes bounds the bytes of commands packed into one message
-	// (gRPC's default receive limit is 4 MiB).
+	// submitMaxBytes bounds the bytes of commands packed into one message,
+	// unless one command alone is larger: a node receives messages up to its
+	// largest append plus 1 MiB (serve.go), gRPC's default 4 MiB elsewhere.
 	submitMaxBytes = 3 << 20
 )
 
@@ -314,20 +315,29 @@ func (c *SubmitClient) Close() error {
 }
 
 func (c *SubmitClient) sendLoop() {
+	var carry *taggedProposal // taken from the queue, did not fit the last message
 	for {
 		var first taggedProposal
-		select {
-		case first = <-c.queue:
-		case <-c.done:
-			return
+		if carry != nil {
+			first, carry = *carry, nil
+		} else {
+			select {
+			case first = <-c.queue:
+			case <-c.done:
+				return
+			}
 		}
 		// A new message each time: gRPC may keep a sent one (stats handlers).
 		req := &eventspb.SubmitRequest{Commands: []*eventspb.TaggedCommand{{Tag: first.tag, Command: commandToProto(first.p.cmd)}}}
 		size := first.p.size
 	fill:
-		for len(req.Commands) < submitMaxBatch && size < submitMaxBytes {
+		for len(req.Commands) < submitMaxBatch {
 			select {
 			case tp := <-c.queue:
+				if size+tp.p.size > submitMaxBytes {
+					carry = &tp // a message stays within the node's receive limit
+					break fill
+				}
 				req.Commands = append(req.Commands, &eventspb.TaggedCommand{Tag: tp.tag, Command: commandToProto(tp.p.cmd)})
 				size += tp.p.size
 			default:
