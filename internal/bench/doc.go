@@ -8,7 +8,10 @@
 // (StartLogCluster; fsync is the nodes' default and is not turned off), then
 // drives C concurrent appenders from this process, a separate process from
 // the nodes, through the nodes' gRPC Log API: the same API over which nodes
-// forward appends to the Raft leader. Each append carries one event of
+// forward appends to the Raft leader. With --api stream (the default) the
+// clients of one connection share one Log/Submit stream (events.SubmitClient),
+// each with one append in flight; with --api unary each append is one
+// Log/Append call. Each append carries one event of
 // --event-size (256) random bytes of data (type "bench"), ExpectedKind ANY
 // and a fresh random 16-byte append id, to the client's own stream (or one
 // of --streams streams). It prints
@@ -29,7 +32,7 @@
 // switchboard_raft_state{state="Leader"} 1, or a forwarded ReadIndex that
 // only the leader answers), and etcd clients use only the etcd leader.
 // Clients share gRPC connections, 16 per connection (for etcd: 16 per
-// clientv3.Client).
+// clientv3.Client, unary Puts: etcd has no streaming write).
 //
 // With --peer etcd it also starts a three-member etcd (installing Debian's
 // etcd-server with apt-get when etcd is not on PATH) with default

@@ -187,7 +187,8 @@ func startLogSystem(ctx context.Context, cfg logConfig, dir, runID string, log *
 
 // runLogLoad drives c appenders against targets (API addresses): client i
 // talks to targets[i%len(targets)] over one of ceil(clients on that target /
-// 16) connections, appending one event of cfg.eventSize random bytes with
+// 16) connections (and, with --api stream, that connection's Submit
+// stream), appending one event of cfg.eventSize random bytes with
 // ExpectedKind ANY and a fresh random append id to its stream.
 func runLogLoad(ctx context.Context, cfg logConfig, c int, targets []string, dial grpc.DialOption, runID string, log *slog.Logger) (Result, error) {
 	perTarget := make([]int, len(targets))
