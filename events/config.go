@@ -161,6 +161,8 @@ func (c Config) raftConfig() *raft.Config {
 	rc.SnapshotThreshold = c.Raft.SnapshotThreshold
 	rc.TrailingLogs = c.Raft.TrailingLogs
 	rc.BatchApplyCh = true
+	// Per-peer metrics carry the peer in a label only, not also in the name.
+	rc.NoLegacyTelemetry = true
 	// The event store lives in Pebble and survives restarts; it tracks its own
 	// applied index, so a restart replays only the entries it has not applied.
 	rc.NoSnapshotRestoreOnStart = true

@@ -413,6 +413,9 @@ func serve(ctx context.Context, args, environ []string, stdout io.Writer) error 
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := exportLibraryMetrics(reg); err != nil {
+		logger.Warn("raft and memberlist metrics are not exported", "component", "serve", "err", err)
+	}
 
 	apiAdv := cfg.APIAdvertise
 	if apiAdv == "" {

@@ -92,6 +92,13 @@ func TestServeSingleNodeReadyAndStops(t *testing.T) {
 	if !strings.Contains(body.String(), `switchboard_raft_state{state="Leader"} 1`) {
 		t.Errorf("metrics do not show the node as leader")
 	}
+	// hashicorp/raft's own metrics (go-metrics), under their own prefix:
+	// becoming leader counts once, committing the term's first entry is timed.
+	for _, want := range []string{"switchboard_hashicorp_raft_state_leader 1", "switchboard_hashicorp_raft_commitTime_count "} {
+		if !strings.Contains(body.String(), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
 	if !strings.Contains(out.String(), "/readyz") {
 		t.Errorf("startup output does not say where to look:\n%s", out.String())
 	}
