@@ -485,12 +485,24 @@ func (s *API) Append(ctx context.Context, req *eventspb.AppendRequest) (*eventsp
 	if err != nil {
 		return &eventspb.AppendResponse{Code: eventspb.Code_CODE_INVALID, Message: err.Error()}, nil
 	}
-	if a.ID.IsZero() {
-		a.ID = NewAppendID()
+	return s.answer(ctx, fsm.Command{Append: &a})
+}
+
+// answer runs a command a remote caller sent (Append, Claim, a command of
+// a Submit stream): a missing id is picked here, business outcomes come back
+// as the response, anything else as a gRPC status.
+func (s *API) answer(ctx context.Context, cmd fsm.Command) (*eventspb.AppendResponse, error) {
+	switch {
+	case cmd.Append != nil && cmd.Append.ID.IsZero():
+		cmd.Append.ID = NewAppendID()
+	case cmd.Claim != nil && cmd.Claim.ID.IsZero():
+		cmd.Claim.ID = NewAppendID()
 	}
 	start := time.Now()
-	res, err := s.run(ctx, fsm.Command{Append: &a})
-	s.n.metrics.observeAppend(start, err)
+	res, err := s.run(ctx, cmd)
+	if cmd.Append != nil {
+		s.n.metrics.observeAppend(start, err)
+	}
 	if err != nil {
 		return businessOrStatus(err)
 	}
@@ -515,18 +527,11 @@ func (s *API) Claim(ctx context.Context, req *eventspb.ClaimRequest) (*eventspb.
 	if err != nil {
 		return &eventspb.ClaimResponse{Code: eventspb.Code_CODE_INVALID, Message: err.Error()}, nil
 	}
-	if id.IsZero() {
-		id = NewAppendID()
-	}
-	res, err := s.run(ctx, fsm.Command{Claim: &fsm.Claim{Stream: req.GetStream(), ID: id}})
+	r, err := s.answer(ctx, fsm.Command{Claim: &fsm.Claim{Stream: req.GetStream(), ID: id}})
 	if err != nil {
-		r, serr := businessOrStatus(err)
-		if serr != nil {
-			return nil, serr
-		}
-		return &eventspb.ClaimResponse{Code: r.Code, Message: r.Message}, nil
+		return nil, err
 	}
-	return &eventspb.ClaimResponse{Code: eventspb.Code(res.Code), Message: res.Message, Epoch: res.Epoch, Version: res.Version}, nil
+	return &eventspb.ClaimResponse{Code: r.Code, Message: r.Message, Epoch: r.Epoch, Version: r.Version}, nil
 }
 
 // Forward implements eventspb.LogServer: commands forwarded by another node,

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"sync"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -143,32 +142,21 @@ func sendResults(stream eventspb.Log_SubmitServer, results <-chan *eventspb.Tagg
 	return err
 }
 
-// submitOne runs one command of a Submit stream and returns its answer.
+// submitOne runs one command of a Submit stream and returns its answer
+// (what would be a gRPC status for Append is CODE_UNAVAILABLE here: the
+// stream carries on).
 func (s *API) submitOne(ctx context.Context, c *eventspb.Command) *eventspb.AppendResponse {
 	cmd, err := commandFromProto(c)
 	if err != nil {
 		return &eventspb.AppendResponse{Code: eventspb.Code_CODE_INVALID, Message: err.Error()}
 	}
-	switch {
-	case cmd.Append != nil && cmd.Append.ID.IsZero():
-		cmd.Append.ID = NewAppendID()
-	case cmd.Claim != nil && cmd.Claim.ID.IsZero():
-		cmd.Claim.ID = NewAppendID()
-	}
 	ctx, cancel := context.WithTimeout(ctx, s.n.cfg.ApplyTimeout)
 	defer cancel()
-	start := time.Now()
-	res, err := s.run(ctx, cmd)
-	if cmd.Append != nil {
-		s.n.metrics.observeAppend(start, err)
-	}
+	r, err := s.answer(ctx, cmd)
 	if err != nil {
-		if r, serr := businessOrStatus(err); serr == nil {
-			return r
-		}
-		return &eventspb.AppendResponse{Code: eventspb.Code_CODE_UNAVAILABLE, Message: err.Error()}
+		return &eventspb.AppendResponse{Code: eventspb.Code_CODE_UNAVAILABLE, Message: status.Convert(err).Message()}
 	}
-	return appendResponse(res)
+	return r
 }
 
 // SubmitClient sends commands over one Log/Submit stream and hands each
@@ -304,9 +292,6 @@ func (c *SubmitClient) Err() error {
 	defer c.mu.Unlock()
 	return c.err
 }
-
-// Done is closed when the stream has ended.
-func (c *SubmitClient) Done() <-chan struct{} { return c.done }
 
 // Close ends the stream; commands in flight fail with ErrUnavailable.
 func (c *SubmitClient) Close() error {
