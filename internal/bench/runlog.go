@@ -263,12 +263,9 @@ func runLogLoad(ctx context.Context, cfg logConfig, c int, targets []string, dia
 			_, _ = rng.Read(data)
 			if subs != nil {
 				// The stream's client holds on to the append until its
-				// message is sent: a fresh copy each time.
-				a, err := events.AppendFromProto(req)
-				if err != nil {
-					return fmt.Errorf("append: %w", err)
-				}
-				a.Events[0].Data = bytes.Clone(data)
+				// message is sent: a fresh copy of the data each time.
+				a := events.AppendArgs(req.Stream, events.Any(), events.Event{Type: "bench", Data: bytes.Clone(data)})
+				a.ID = events.AppendID(id)
 				if _, err := subs[t][k].Append(ctx, a); err != nil {
 					return fmt.Errorf("append via %s: %w", targets[t], err)
 				}
