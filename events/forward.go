@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -52,10 +53,12 @@ func newForwarder(n *Node) *forwarder {
 		unary: map[string]time.Time{}, queues: map[string]chan *proposal{}}
 }
 
-// unaryFor is how long a leader that answered Submit with UNIMPLEMENTED gets
-// unary Forward calls before a stream is tried again (it may have been
-// upgraded in place).
-const unaryFor = time.Minute
+// unaryFor is how long (ns) a leader that answered Submit with
+// UNIMPLEMENTED gets unary Forward calls before a stream is tried again (it
+// may have been upgraded in place): a minute; tests shorten it.
+var unaryFor atomic.Int64
+
+func init() { unaryFor.Store(int64(time.Minute)) }
 
 // stream returns the working Submit stream to addr, opening one if needed,
 // or nil while addr gets unary Forward calls.
@@ -63,7 +66,7 @@ func (f *forwarder) stream(addr string) (*SubmitClient, error) {
 	f.mu.Lock()
 	sc, since := f.streams[addr], f.unary[addr]
 	f.mu.Unlock()
-	if !since.IsZero() && time.Since(since) < unaryFor {
+	if !since.IsZero() && time.Since(since) < time.Duration(unaryFor.Load()) {
 		return nil, nil
 	}
 	if sc != nil && sc.Err() == nil {

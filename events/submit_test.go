@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -260,10 +261,21 @@ func TestSubmitClientFailsInFlightWhenClosed(t *testing.T) {
 }
 
 // legacyLog serves the Log API of a build without Submit (an older node
-// during a rolling upgrade): unary calls go to the member's node.
+// during a rolling upgrade): unary calls go to the member's node. Once
+// upgraded is set it serves Submit too, counting the streams.
 type legacyLog struct {
 	eventspb.UnimplementedLogServer
-	api func() *events.API
+	api      func() *events.API
+	upgraded *atomic.Bool
+	streams  *atomic.Int64
+}
+
+func (l legacyLog) Submit(st eventspb.Log_SubmitServer) error {
+	if !l.upgraded.Load() {
+		return status.Error(codes.Unimplemented, "method Submit not implemented")
+	}
+	l.streams.Add(1)
+	return l.api().Submit(st)
 }
 
 func (l legacyLog) Append(ctx context.Context, r *eventspb.AppendRequest) (*eventspb.AppendResponse, error) {
@@ -279,8 +291,13 @@ func (l legacyLog) ReadIndex(ctx context.Context, r *eventspb.ReadIndexRequest) 
 }
 
 // A follower forwarding to a leader that answers Submit with UNIMPLEMENTED
-// falls back to unary Forward calls: appends still succeed, once each.
+// falls back to unary Forward calls: appends still succeed, once each. Once
+// the leader serves Submit (upgraded in place), the follower goes back to a
+// stream after the retry period.
 func TestForwardFallsBackToUnaryForward(t *testing.T) {
+	defer events.SetUnaryRetry(300 * time.Millisecond)()
+	var upgraded atomic.Bool
+	var streams atomic.Int64
 	var (
 		mu      sync.Mutex
 		c       *localcluster.Cluster
@@ -301,7 +318,7 @@ func TestForwardFallsBackToUnaryForward(t *testing.T) {
 			return
 		}
 		gs := grpc.NewServer()
-		eventspb.RegisterLogServer(gs, legacyLog{api: func() *events.API {
+		eventspb.RegisterLogServer(gs, legacyLog{upgraded: &upgraded, streams: &streams, api: func() *events.API {
 			mu.Lock()
 			cl := c
 			mu.Unlock()
@@ -341,5 +358,27 @@ func TestForwardFallsBackToUnaryForward(t *testing.T) {
 	mu.Unlock()
 	if got := counter(t, reg, "switchboard_log_forwarded_total"); got < 5 {
 		t.Fatalf("forwarded_total %v, want at least 5", got)
+	}
+	if n := streams.Load(); n != 0 {
+		t.Fatalf("%d Submit streams served before the upgrade", n)
+	}
+	upgraded.Store(true)
+	v := uint64(5)
+	for streams.Load() == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("the follower never went back to a Submit stream after the leader's upgrade")
+		}
+		a := events.AppendArgs("legacy", events.Exact(v), ev("t", fmt.Sprint(v)))
+		a.ID = events.NewAppendID()
+		res, err := fs[0].Node().Append(ctx, a)
+		if err != nil || res.Version != v+1 {
+			t.Fatalf("append %d around the upgrade: %+v, %v", v, res, err)
+		}
+		v++
+		time.Sleep(20 * time.Millisecond)
+	}
+	evs, err := fs[1].Node().ReadStream(ctx, "legacy", 1, 1000, true)
+	if err != nil || uint64(len(evs)) != v {
+		t.Fatalf("stream legacy: %d events (err %v), want %d", len(evs), err, v)
 	}
 }
