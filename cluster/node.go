@@ -233,12 +233,11 @@ func (n *Node) resolveAPI(id raft.ServerID) (string, bool) {
 	if m == nil {
 		return "", false
 	}
-	for _, mem := range m.Members() {
-		if mem.NodeID == string(id) && mem.APIAddr != "" {
-			return mem.APIAddr, true
-		}
+	mem, ok := m.Member(string(id))
+	if !ok || mem.APIAddr == "" {
+		return "", false
 	}
-	return "", false
+	return mem.APIAddr, true
 }
 
 func (n *Node) voterMembers() []voters.Member {
