@@ -192,7 +192,14 @@ func Open(cfg Config) (*Node, error) {
 
 	rc := cfg.raftConfig()
 	rc.Logger = logutil.HCLog(logger, "raft")
-	n.raft, err = raft.NewRaft(rc, n.fsm, n.store, n.store, n.snaps, n.trans)
+	// Recent entries stay in memory: replication to followers and a
+	// follower's apply of what it has just stored read them back from
+	// there instead of from Pebble (a memtable search and a decode each).
+	logs, err := raft.NewLogCache(logCacheEntries, n.store)
+	if err != nil {
+		return nil, fmt.Errorf("events: raft log cache: %w", err)
+	}
+	n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.store, n.snaps, n.trans)
 	if err != nil {
 		return nil, fmt.Errorf("events: start raft: %w", err)
 	}
@@ -483,6 +490,12 @@ func retryable(err error) bool {
 	}
 	return false
 }
+
+// logCacheEntries is how many of the latest Raft entries the log cache
+// keeps: at a few hundred entries per second under load, a follower up to
+// ≈200 ms behind is served from memory. An entry is at most BatchMaxBytes
+// (2 MiB by default), so the cache holds at most 64 of them.
+const logCacheEntries = 64
 
 func (n *Node) leaderAPI() (string, bool) {
 	_, id := n.raft.LeaderWithID()
