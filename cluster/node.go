@@ -9,6 +9,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pcluster "github.com/asynkron/protoactor-go/cluster"
@@ -75,6 +76,11 @@ type Node struct {
 	wg     sync.WaitGroup
 
 	metrics *nodeMetrics
+
+	// apiAddrs maps NodeID → Log API address of every known member; it is
+	// rebuilt on each membership change (watchAPIAddrs), so resolving the
+	// leader for a forwarded command is one lookup in an immutable map.
+	apiAddrs atomic.Pointer[map[string]string]
 }
 
 type nodeMetrics struct {
@@ -163,6 +169,9 @@ func Start(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	closers = append(closers, func() { _ = n.Members.Shutdown() })
+	addrsChanged, unwatchAddrs := n.Members.Watch()
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); n.watchAPIAddrs(addrsChanged, unwatchAddrs) }()
 
 	// Raft voters follow membership.
 	vc := cfg.Voters
@@ -226,18 +235,45 @@ func (n *Node) Cluster() *pcluster.Cluster {
 	return nil
 }
 
+// resolveAPI maps a Raft server id to its Log API address (false before the
+// membership knows the node).
 func (n *Node) resolveAPI(id raft.ServerID) (string, bool) {
-	n.mu.Lock()
-	m := n.Members
-	n.mu.Unlock()
-	if m == nil {
+	p := n.apiAddrs.Load()
+	if p == nil {
 		return "", false
 	}
-	mem, ok := m.Member(string(id))
-	if !ok || mem.APIAddr == "" {
-		return "", false
+	addr, ok := (*p)[string(id)]
+	return addr, ok
+}
+
+// refreshAPIAddrs rebuilds the apiAddrs snapshot from the membership.
+func (n *Node) refreshAPIAddrs() {
+	addrs := map[string]string{}
+	for _, mem := range n.Members.Members() {
+		if mem.APIAddr != "" {
+			addrs[mem.NodeID] = mem.APIAddr
+		}
 	}
-	return mem.APIAddr, true
+	n.apiAddrs.Store(&addrs)
+}
+
+// watchAPIAddrs keeps the apiAddrs snapshot current: Watch signals every
+// change of the member set or of a member's Meta after it subscribed, and
+// the snapshot taken after subscribing covers what came before.
+func (n *Node) watchAPIAddrs(ch <-chan struct{}, unwatch func()) {
+	defer unwatch()
+	n.refreshAPIAddrs()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case _, ok := <-ch:
+			if !ok {
+				return
+			}
+			n.refreshAPIAddrs()
+		}
+	}
 }
 
 func (n *Node) voterMembers() []voters.Member {

@@ -326,24 +326,6 @@ func (m *Membership) Members() []Member {
 	return m.filter(func(State) bool { return true })
 }
 
-// Member returns the member named id (its NodeID), as Members would list
-// it, and whether this node knows one. It copies only that member: use it
-// instead of searching Members on paths taken per request (a follower looks
-// up the leader's API address for every command it forwards).
-func (m *Membership) Member(id string) (Member, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e, ok := m.members[id]
-	if !ok {
-		return Member{}, false
-	}
-	mem := e.Member.clone()
-	if id == m.cfg.NodeID {
-		mem.Meta = m.local.clone()
-	}
-	return mem, true
-}
-
 // Alive returns the members still in the cluster: state Alive or Suspect (a
 // suspect member is a member until the failure detector declares it dead),
 // sorted by NodeID, this node included.
