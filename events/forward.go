@@ -468,8 +468,9 @@ func statusErr(err error) error {
 
 // resultOf returns the result of a command a remote caller sent: proposed
 // locally when this node leads, else (for first-hop requests) forwarded.
-func (s *API) run(ctx context.Context, cmd fsm.Command) (fsm.Result, error) {
-	if forwarded(ctx) {
+// fromNode says the caller is another node forwarding (see forwarded).
+func (s *API) run(ctx context.Context, cmd fsm.Command, fromNode bool) (fsm.Result, error) {
+	if fromNode {
 		// Second hop: only the leader may answer; never forward again.
 		if err := fsm.ValidateCommand(cmd, s.n.cfg.Limits); err != nil {
 			return fsm.Result{}, err
@@ -488,13 +489,13 @@ func (s *API) Append(ctx context.Context, req *eventspb.AppendRequest) (*eventsp
 	if err != nil {
 		return &eventspb.AppendResponse{Code: eventspb.Code_CODE_INVALID, Message: err.Error()}, nil
 	}
-	return s.answer(ctx, fsm.Command{Append: &a})
+	return s.answer(ctx, fsm.Command{Append: &a}, forwarded(ctx))
 }
 
 // answer runs a command a remote caller sent (Append, Claim, a command of
 // a Submit stream): a missing id is picked here, business outcomes come back
 // as the response, anything else as a gRPC status.
-func (s *API) answer(ctx context.Context, cmd fsm.Command) (*eventspb.AppendResponse, error) {
+func (s *API) answer(ctx context.Context, cmd fsm.Command, fromNode bool) (*eventspb.AppendResponse, error) {
 	switch {
 	case cmd.Append != nil && cmd.Append.ID.IsZero():
 		cmd.Append.ID = NewAppendID()
@@ -502,7 +503,7 @@ func (s *API) answer(ctx context.Context, cmd fsm.Command) (*eventspb.AppendResp
 		cmd.Claim.ID = NewAppendID()
 	}
 	start := time.Now()
-	res, err := s.run(ctx, cmd)
+	res, err := s.run(ctx, cmd, fromNode)
 	if cmd.Append != nil {
 		s.n.metrics.observeAppend(start, err)
 	}
@@ -530,7 +531,7 @@ func (s *API) Claim(ctx context.Context, req *eventspb.ClaimRequest) (*eventspb.
 	if err != nil {
 		return &eventspb.ClaimResponse{Code: eventspb.Code_CODE_INVALID, Message: err.Error()}, nil
 	}
-	r, err := s.answer(ctx, fsm.Command{Claim: &fsm.Claim{Stream: req.GetStream(), ID: id}})
+	r, err := s.answer(ctx, fsm.Command{Claim: &fsm.Claim{Stream: req.GetStream(), ID: id}}, forwarded(ctx))
 	if err != nil {
 		return nil, err
 	}

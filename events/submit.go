@@ -45,7 +45,8 @@ const (
 func (s *API) Submit(stream eventspb.Log_SubmitServer) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
-	if forwarded(ctx) && !s.n.IsLeader() {
+	fromNode := forwarded(ctx) // a property of the stream: read its metadata once
+	if fromNode && !s.n.IsLeader() {
 		return statusErr(errNotLeader)
 	}
 	var (
@@ -102,7 +103,7 @@ func (s *API) Submit(stream eventspb.Log_SubmitServer) error {
 			running.Add(1)
 			go func(c *eventspb.Command) {
 				defer running.Done()
-				r := s.submitOne(ctx, c)
+				r := s.submitOne(ctx, c, fromNode)
 				mu.Lock()
 				delete(tags, tag)
 				mu.Unlock()
@@ -145,14 +146,14 @@ func sendResults(stream eventspb.Log_SubmitServer, results <-chan *eventspb.Tagg
 // submitOne runs one command of a Submit stream and returns its answer
 // (what would be a gRPC status for Append is CODE_UNAVAILABLE here: the
 // stream carries on).
-func (s *API) submitOne(ctx context.Context, c *eventspb.Command) *eventspb.AppendResponse {
+func (s *API) submitOne(ctx context.Context, c *eventspb.Command, fromNode bool) *eventspb.AppendResponse {
 	cmd, err := commandFromProto(c)
 	if err != nil {
 		return &eventspb.AppendResponse{Code: eventspb.Code_CODE_INVALID, Message: err.Error()}
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.n.cfg.ApplyTimeout)
 	defer cancel()
-	r, err := s.answer(ctx, cmd)
+	r, err := s.answer(ctx, cmd, fromNode)
 	if err != nil {
 		return &eventspb.AppendResponse{Code: eventspb.Code_CODE_UNAVAILABLE, Message: status.Convert(err).Message()}
 	}
