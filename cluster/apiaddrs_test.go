@@ -25,6 +25,7 @@ func TestResolveAPIFollowsMembership(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	n := &Node{Members: m, ctx: ctx}
 	ch, unwatch := m.Watch()
+	n.refreshAPIAddrs()
 	done := make(chan struct{})
 	go func() { defer close(done); n.watchAPIAddrs(ch, unwatch) }()
 	t.Cleanup(func() { cancel(); <-done })

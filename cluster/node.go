@@ -170,6 +170,7 @@ func Start(cfg Config) (_ *Node, err error) {
 	}
 	closers = append(closers, func() { _ = n.Members.Shutdown() })
 	addrsChanged, unwatchAddrs := n.Members.Watch()
+	n.refreshAPIAddrs() // after subscribing: no change is missed, and forwarding works from here on
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); n.watchAPIAddrs(addrsChanged, unwatchAddrs) }()
 
@@ -257,12 +258,12 @@ func (n *Node) refreshAPIAddrs() {
 	n.apiAddrs.Store(&addrs)
 }
 
-// watchAPIAddrs keeps the apiAddrs snapshot current: Watch signals every
-// change of the member set or of a member's Meta after it subscribed, and
-// the snapshot taken after subscribing covers what came before.
+// watchAPIAddrs keeps the apiAddrs snapshot current. ch is a membership
+// Watch, which signals every change of the member set or of a member's Meta
+// after it subscribed; the caller refreshes once after subscribing, which
+// covers what came before.
 func (n *Node) watchAPIAddrs(ch <-chan struct{}, unwatch func()) {
 	defer unwatch()
-	n.refreshAPIAddrs()
 	for {
 		select {
 		case <-n.ctx.Done():

@@ -466,7 +466,7 @@ func statusErr(err error) error {
 	return status.Error(codes.Unavailable, err.Error())
 }
 
-// resultOf returns the result of a command a remote caller sent: proposed
+// run returns the result of a command a remote caller sent: proposed
 // locally when this node leads, else (for first-hop requests) forwarded.
 // fromNode says the caller is another node forwarding (see forwarded).
 func (s *API) run(ctx context.Context, cmd fsm.Command, fromNode bool) (fsm.Result, error) {

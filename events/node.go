@@ -493,8 +493,9 @@ func retryable(err error) bool {
 
 // logCacheEntries is how many of the latest Raft entries the log cache
 // keeps: at a few hundred entries per second under load, a follower up to
-// ≈200 ms behind is served from memory. An entry is at most BatchMaxBytes
-// (2 MiB by default), so the cache holds at most 64 of them.
+// ≈200 ms behind is served from memory. An entry is at most BatchMaxBytes,
+// so the cache holds at most 64 × BatchMaxBytes (128 MiB by default; a few
+// hundred KiB at 64 clients' 4 KiB entries).
 const logCacheEntries = 64
 
 func (n *Node) leaderAPI() (string, bool) {
